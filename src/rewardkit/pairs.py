@@ -1,0 +1,89 @@
+"""Preference pairs turned into token ids once, then batched and scored.
+
+Training, train-time evaluation and `rewardkit eval` share these helpers, so a pair is encoded, batched and
+scored the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from rewardkit.data import PreferencePair
+from rewardkit.model import RewardModel
+from rewardkit.spec import EncodedPair
+
+ENCODE_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class EncodedComparison:
+    pair: PreferencePair
+    chosen: EncodedPair
+    rejected: EncodedPair
+
+    @property
+    def tokens(self) -> int:
+        return len(self.chosen.input_ids) + len(self.rejected.input_ids)
+
+
+def encode_comparisons(rm: RewardModel, pairs: Sequence[PreferencePair]) -> tuple[list[EncodedComparison], int]:
+    """Encode both sides of every pair through the spec; returns the kept comparisons and how many were dropped
+    because a response alone does not fit `max_length`."""
+    kept, dropped = [], 0
+    for start in range(0, len(pairs), ENCODE_CHUNK):
+        chunk = pairs[start : start + ENCODE_CHUNK]
+        prompts = [p.prompt for p in chunk] * 2
+        responses = [p.chosen for p in chunk] + [p.rejected for p in chunk]
+        encoded = rm.spec.encode_batch(rm.tokenizer, prompts, responses)
+        for pair, chosen, rejected in zip(chunk, encoded[: len(chunk)], encoded[len(chunk) :]):
+            if chosen is None or rejected is None:
+                dropped += 1
+            else:
+                kept.append(EncodedComparison(pair, chosen, rejected))
+    return kept, dropped
+
+
+def pair_batches(lengths: Sequence[int], batch_size: int, seed: int, *, group_by_length: bool) -> list[list[int]]:
+    """Full batches of indices in a seeded order; with grouping, similar lengths share a batch (less padding).
+
+    Grouping shuffles, sorts within windows of 50 batches, cuts batches, then shuffles the batch order, so each
+    batch is still a random draw of the data and the order is the same for the same seed.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if group_by_length:
+        window = batch_size * 50
+        order = [i for s in range(0, len(order), window) for i in sorted(order[s : s + window], key=lengths.__getitem__)]
+    batches = [order[s : s + batch_size] for s in range(0, len(order) - batch_size + 1, batch_size)]
+    if group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+def comparison_rewards(rm: torch.nn.Module, collate, comparisons: Sequence[EncodedComparison], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward over chosen then rejected rows; returns (rewards_chosen, rewards_rejected), each (b,)."""
+    batch = collate([c.chosen for c in comparisons] + [c.rejected for c in comparisons])
+    rewards = rm(**{k: v.to(device) for k, v in batch.items()})
+    return rewards.chunk(2)
+
+
+@torch.no_grad()
+def score_comparisons(rm: RewardModel, comparisons: Sequence[EncodedComparison], batch_size: int = 32, progress=None):
+    """Rewards (chosen, rejected) as float lists, batched by similar length."""
+    rm.eval()
+    device = next(rm.parameters()).device
+    chosen, rejected = [0.0] * len(comparisons), [0.0] * len(comparisons)
+    order = sorted(range(len(comparisons)), key=lambda i: comparisons[i].tokens)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        rc, rr = comparison_rewards(rm, rm.collate, [comparisons[i] for i in rows], device)
+        for i, c, r in zip(rows, rc.tolist(), rr.tolist()):
+            chosen[i], rejected[i] = c, r
+        if progress is not None:
+            progress(len(rows))
+    return chosen, rejected

@@ -1,0 +1,47 @@
+"""Progress bars (rich) for training and scoring."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def smoothed(old: float | None, new: float, decay: float = 0.9) -> float:
+    return new if old is None else decay * old + (1 - decay) * new
+
+
+class TrainProgress:
+    """A training bar showing pairs/s, loss and batch accuracy (running averages); silent when disabled."""
+
+    def __init__(self, total_steps: int, pairs_per_step: int, *, enabled: bool = True) -> None:
+        self.pairs_per_step = pairs_per_step
+        self.progress = Progress(
+            TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
+        )
+        self.task = self.progress.add_task("train", total=total_steps, stats="")
+        self.loss: float | None = None
+        self.accuracy: float | None = None
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def advance_to(self, step: int) -> None:
+        self.progress.update(self.task, completed=step)
+
+    def update(self, step: int, loss: float, accuracy: float) -> None:
+        self.loss, self.accuracy = smoothed(self.loss, loss), smoothed(self.accuracy, accuracy)
+        speed = (self.progress.tasks[0].speed or 0.0) * self.pairs_per_step
+        stats = f"{speed:.1f} pairs/s  loss {self.loss:.4f}  acc {self.accuracy:.3f}"
+        self.progress.update(self.task, completed=step, stats=stats)
+
+
+def counting_progress(*, enabled: bool = True) -> Progress:
+    """A counter bar with items/s, for scoring and evaluation."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
+    )

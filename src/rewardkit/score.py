@@ -1,0 +1,54 @@
+"""Batch scoring of files: `rewardkit score --model DIR --input in.jsonl --output out.jsonl`.
+
+Input records hold `prompt` + `response` (text or chat messages), or `messages` (a conversation whose last
+message is the assistant reply to score). The output repeats each record with `reward` added (and
+`reward_normalized` with --normalize). A response that alone exceeds the spec's max length gets
+`"reward": null` and an `error`, never a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rewardkit.data import DataError, read_records
+from rewardkit.io import write_jsonl_atomic
+from rewardkit.model import RewardModel
+
+
+def score_file(rm: RewardModel, input: str | Path, output: str | Path, *, batch_size: int = 32,
+               normalize: bool = False) -> int:
+    """Score every record of `input` and write `output` atomically; returns the number of records."""
+    records = list(read_records(input))
+    if not records:
+        raise DataError(f"{input}: no records to score")
+    prompts, responses = zip(*(prompt_and_response(location, record) for location, record in records))
+    rewards = rm.score(list(prompts), list(responses), batch_size=batch_size)
+    write_jsonl_atomic(output, (with_reward(rm, record, reward, normalize) for (_, record), reward in zip(records, rewards)))
+    return len(records)
+
+
+def prompt_and_response(location: str, record: dict):
+    """(prompt, response) of one input record; a clear error naming the record when neither layout fits."""
+    if "messages" in record:
+        messages = record["messages"]
+        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+            raise DataError(f"{location}: field 'messages' must be a non-empty list of {{role, content}} messages")
+        if messages[-1].get("role") != "assistant":
+            raise DataError(f"{location}: field 'messages' must end with the assistant reply to score")
+        return messages[:-1], messages[-1:]
+    for field in ("prompt", "response"):
+        if field not in record:
+            raise DataError(f"{location}: missing field '{field}' (records need prompt + response, or messages)")
+        if not isinstance(record[field], (str, list)):
+            raise DataError(f"{location}: field '{field}' must be text or a list of messages")
+    return record["prompt"], record["response"]
+
+
+def with_reward(rm: RewardModel, record: dict, reward: float, normalize: bool) -> dict:
+    if not math.isfinite(reward):
+        return record | {"reward": None, "error": f"response longer than max_length ({rm.spec.max_length} tokens)"}
+    scored = record | {"reward": reward}
+    if normalize:
+        scored["reward_normalized"] = rm.spec.normalize(reward)
+    return scored
