@@ -96,11 +96,11 @@ class ScoringSpec(BaseModel):
     def assemble(self, tokenizer, prompt_ids: list[int], response_ids: list[int]) -> EncodedPair | None:
         """Join the parts with the special tokens, cutting the prompt from the left to fit `max_length`."""
         prefix, separator, suffix = (tokenizer.convert_tokens_to_ids(t) for t in self.special_token_lists())
-        tail = separator + response_ids + suffix
-        prompt_budget = self.max_length - len(prefix) - len(tail)
+        tail = response_ids + suffix
+        prompt_budget = self.max_length - len(prefix) - len(separator) - len(tail)
         if prompt_budget < 0:
             return None
-        head = prefix + prompt_ids[max(0, len(prompt_ids) - prompt_budget) :]
+        head = prefix + prompt_ids[max(0, len(prompt_ids) - prompt_budget) :] + separator
         return EncodedPair(input_ids=head + tail, prompt_length=len(head))
 
     def special_token_lists(self) -> tuple[list[str], list[str], list[str]]:
@@ -128,7 +128,7 @@ class ScoringSpec(BaseModel):
 @dataclass(frozen=True)
 class EncodedPair:
     input_ids: list[int]
-    prompt_length: int  # tokens before the response (prefix + kept prompt)
+    prompt_length: int  # tokens before the response (prefix, kept prompt, separator)
 
     def token_type_ids(self) -> list[int]:
         return [0] * self.prompt_length + [1] * (len(self.input_ids) - self.prompt_length)

@@ -1,0 +1,88 @@
+"""Tiny backbones built in code (offline, CPU, seconds): a 2-layer Llama with a ChatML template and a 2-layer BERT.
+
+Each fixture saves a backbone directory (random weights, no score head) that `RewardModel.from_backbone` loads
+through the same path a real hub model takes.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from rewardkit.data import PreferencePair
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIALS = ["<pad>", "<unk>", "<s>", "<|im_start|>", "<|im_end|>", "[CLS]", "[SEP]"]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def build_tokenizer(**special) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (about 300 tokens) trained in memory on a small corpus."""
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    corpus = [string.printable * 3, "the good answer is helpful and the bad answer is rude " * 20]
+    raw.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIALS,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", **special)
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama backbone with a ChatML template whose EOS (<|im_end|>) also ends every turn."""
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = build_tokenizer(bos_token="<s>", eos_token="<|im_end|>", pad_token="<pad>")
+    tokenizer.chat_template = CHATML
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.bos_token_id)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory) -> Path:
+    """A 2-layer BERT encoder: [CLS] prompt [SEP] response [SEP], first-token pooling."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = build_tokenizer(cls_token="[CLS]", sep_token="[SEP]", pad_token="<pad>")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def toy_pairs(n: int, seed: int = 0) -> list[PreferencePair]:
+    """Learnable pairs: the chosen reply says 'good', the rejected one 'bad'; prompts are distinct."""
+    import random
+
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        topic = " ".join(rng.choice(["cats", "dogs", "tea", "rain", "maps"]) for _ in range(rng.randint(1, 6)))
+        pairs.append(PreferencePair(prompt=f"question {i} about {topic}?", chosen=f"a good helpful answer {i % 7}",
+                                    rejected=f"a bad rude answer {i % 5}", id=f"toy-{i}", subset=f"s{i % 2}"))
+    return pairs
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def toy_data(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "toy.jsonl", [p.to_dict() for p in toy_pairs(48)])

@@ -1,0 +1,48 @@
+"""Config loading: YAML, dotted overrides, strict validation with messages naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from rewardkit.config import ConfigError, load_config
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    (tmp_path / "pairs.jsonl").write_text("")
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {backbone: minilm-l6}\ndata:\n  train:\n    - {path: pairs.jsonl}\n")
+    return path
+
+
+def test_relative_data_paths_resolve_against_the_config_file(config_file):
+    config = load_config(config_file)
+    assert config.data.train[0].path == str(config_file.parent / "pairs.jsonl")
+
+
+def test_overrides_are_parsed_as_yaml(config_file):
+    config = load_config(config_file, ["optim.lr=1e-5", "train.epochs=2", "model.lora={r: 8}", "train.resume=latest"])
+    assert config.optim.lr == 1e-5 and config.train.epochs == 2 and config.model.lora.r == 8
+    assert config.train.resume == "latest"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lrr=1", "optim.lrr: Extra inputs are not permitted"),
+        ("train.batch_size=0", "train.batch_size: Input should be greater than 0"),
+        ("train.precision=fp8", "train.precision"),
+        ("nonsense", "is not key=value"),
+        ("train.early_stopping_patience=2", "early_stopping_patience needs eval_every"),
+    ],
+)
+def test_bad_values_name_the_key(config_file, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file, [override])
+
+
+def test_unreadable_yaml_is_a_config_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(path)

@@ -1,0 +1,53 @@
+"""Batch scoring of files through the saved spec."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rewardkit.data import DataError
+from rewardkit.model import RewardModel
+from rewardkit.score import score_file
+
+from conftest import write_jsonl
+
+
+@pytest.fixture(scope="module")
+def trained_dir(llama_dir, tmp_path_factory):
+    torch.manual_seed(0)
+    rm = RewardModel.from_backbone(str(llama_dir), max_length=48)
+    directory = tmp_path_factory.mktemp("scored-model")
+    rm.save_pretrained(directory)
+    return directory
+
+
+def test_score_file_adds_rewards_equal_to_the_library(trained_dir, tmp_path):
+    records = [
+        {"prompt": "tea?", "response": "yes please", "extra": 1},
+        {"messages": [{"role": "user", "content": "tea?"}, {"role": "assistant", "content": "yes please"}]},
+        {"prompt": "q", "response": "word " * 100},
+    ]
+    rm = RewardModel.from_pretrained(trained_dir)
+    count = score_file(rm, write_jsonl(tmp_path / "in.jsonl", records), tmp_path / "out.jsonl", normalize=False)
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert count == 3 and out[0]["extra"] == 1
+    assert out[0]["reward"] == pytest.approx(rm.score(["tea?"], ["yes please"])[0], abs=1e-6)
+    assert out[1]["reward"] == pytest.approx(out[0]["reward"], abs=1e-6), "messages render like prompt + response"
+    assert out[2]["reward"] is None and "max_length" in out[2]["error"]
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"prompt": "q"}, "in.jsonl:1: missing field 'response'"),
+        ({"messages": [{"role": "user", "content": "q"}]}, "in.jsonl:1: field 'messages' must end with the assistant"),
+        ({"prompt": 3, "response": "a"}, "in.jsonl:1: field 'prompt' must be text"),
+    ],
+)
+def test_bad_records_name_file_line_and_field(trained_dir, tmp_path, record, message):
+    rm = RewardModel.from_pretrained(trained_dir)
+    with pytest.raises(DataError, match=message):
+        score_file(rm, write_jsonl(tmp_path / "in.jsonl", [record]), tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()

@@ -1,0 +1,119 @@
+"""The scoring spec: one rendering path, truncation that keeps the response, and the scored token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rewardkit.model import RewardModel
+from rewardkit.pairs import encode_comparisons
+from rewardkit.spec import ScoringSpec, SpecEncoder
+
+from conftest import toy_pairs
+
+
+@pytest.fixture(scope="module")
+def llama_rm(llama_dir) -> RewardModel:
+    torch.manual_seed(0)
+    return RewardModel.from_backbone(str(llama_dir), max_length=64).eval()
+
+
+@pytest.fixture(scope="module")
+def bert_rm(bert_dir) -> RewardModel:
+    torch.manual_seed(0)
+    return RewardModel.from_backbone(str(bert_dir), max_length=64).eval()
+
+
+def test_natural_specs(llama_rm, bert_rm):
+    assert llama_rm.spec.format == "chat_template" and llama_rm.spec.pooling == "last"
+    assert llama_rm.spec.pad_token == "<pad>" and llama_rm.spec.chat_template
+    assert bert_rm.spec.format == "plain" and bert_rm.spec.pooling == "first"
+    assert (bert_rm.spec.prefix_tokens, bert_rm.spec.separator_tokens) == (["[CLS]"], ["[SEP]"])
+
+
+def test_chat_template_rendering_splits_prompt_and_response(llama_rm):
+    prompt, response = llama_rm.spec.render(llama_rm.tokenizer, "hi there", "hello")
+    assert prompt == "<|im_start|>user\nhi there<|im_end|>\n<|im_start|>assistant\n"
+    assert response == "hello<|im_end|>\n"
+
+
+def test_train_and_score_time_token_ids_are_identical(llama_rm, tmp_path):
+    pair = toy_pairs(1)[0]
+    (train_time,), _ = encode_comparisons(llama_rm, [pair])
+    llama_rm.save_pretrained(tmp_path / "m")
+    reloaded = RewardModel.from_pretrained(tmp_path / "m")
+    score_time = reloaded.spec.encode(reloaded.tokenizer, pair.prompt, pair.chosen)
+    assert score_time.input_ids == train_time.chosen.input_ids
+    assert reloaded.spec == llama_rm.spec
+
+
+def test_truncation_cuts_the_prompt_from_the_left_and_keeps_the_response(bert_rm):
+    tok = bert_rm.tokenizer
+    spec = bert_rm.spec.model_copy(update={"max_length": 24})
+    response = "the good answer"
+    encoded = spec.encode(tok, "cats " * 50 + "final words", response)
+    assert len(encoded.input_ids) == 24
+    response_ids = tok(response, add_special_tokens=False)["input_ids"]
+    assert encoded.input_ids[-len(response_ids) - 1 : -1] == response_ids
+    kept_prompt = tok.decode(encoded.input_ids[1 : encoded.prompt_length - 1])
+    assert kept_prompt.endswith("words\n\nAssistant:") and not kept_prompt.startswith("User: cats")
+
+
+def test_a_response_that_alone_does_not_fit_is_dropped(bert_rm):
+    spec = bert_rm.spec.model_copy(update={"max_length": 10})
+    assert spec.encode(bert_rm.tokenizer, "q", "a very long response " * 10) is None
+    assert spec.encode(bert_rm.tokenizer, "q", "ok") is not None
+
+
+def test_same_score_alone_padded_left_right_and_in_a_mixed_batch(llama_rm):
+    short = llama_rm.spec.encode(llama_rm.tokenizer, "hi", "ok")
+    long = llama_rm.spec.encode(llama_rm.tokenizer, "a much longer prompt about rain and maps", "a longer reply too")
+    alone = llama_rm(**llama_rm.collate([short]))
+    mixed = llama_rm(**llama_rm.collate([long, short]))  # short is right-padded here
+    ids = llama_rm.collate([long, short])["input_ids"]
+    width, n = ids.shape[1], len(short.input_ids)
+    left_ids = torch.full((1, width), llama_rm.pad_token_id)
+    left_ids[0, width - n :] = torch.tensor(short.input_ids)
+    left_mask = (torch.arange(width) >= width - n).long().unsqueeze(0)
+    left = llama_rm(input_ids=left_ids, attention_mask=left_mask)
+    torch.testing.assert_close(mixed[1], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(left[0], alone[0], atol=1e-5, rtol=0)
+
+
+def test_eos_in_the_middle_still_scores_the_last_real_token(llama_rm):
+    """ChatML ends every turn with EOS; the scored token is the last real one, read from the mask."""
+    prompt = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "and?"}]
+    encoded = llama_rm.spec.encode(llama_rm.tokenizer, prompt, "fine")
+    eos = llama_rm.tokenizer.eos_token_id
+    assert encoded.input_ids.count(eos) == 4 and encoded.input_ids[-1] != eos
+    batch = llama_rm.collate([encoded])
+    backbone = llama_rm.model.model
+    hidden = backbone(**batch).last_hidden_state[0, len(encoded.input_ids) - 1]
+    expected = llama_rm.model.score(hidden).squeeze()
+    torch.testing.assert_close(llama_rm(**batch)[0], expected)
+
+
+def test_first_token_pooling_rejects_left_padding(bert_rm):
+    encoded = bert_rm.spec.encode(bert_rm.tokenizer, "hi", "ok")
+    batch = bert_rm.collate([encoded])
+    batch["attention_mask"][0, 0] = 0
+    with pytest.raises(ValueError, match="right-padded"):
+        bert_rm(**batch)
+
+
+def test_spec_saves_and_loads(tmp_path, bert_rm):
+    bert_rm.spec.save(tmp_path)
+    assert ScoringSpec.load(tmp_path) == bert_rm.spec
+    assert ScoringSpec.load(tmp_path).fingerprint() == bert_rm.spec.fingerprint()
+
+
+def test_loading_a_directory_without_a_spec_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a rewardkit model"):
+        ScoringSpec.load(tmp_path)
+
+
+def test_spec_encoder_reports_untruncated_length(bert_rm):
+    spec = bert_rm.spec.model_copy(update={"max_length": 12})
+    encoder = SpecEncoder(spec, bert_rm.tokenizer)
+    assert encoder.length("cats " * 20, "ok") > 12
+    assert len(encoder.encode("cats " * 20, "ok")) == 12

@@ -1,0 +1,145 @@
+"""The training recipe: it learns, resumes exactly after SIGKILL, runs on two processes, fails loudly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from rewardkit.config import load_config
+from rewardkit.model import RewardModel
+from rewardkit.train import TrainingError, train
+
+from conftest import toy_pairs, write_jsonl
+
+
+def tiny_config(backbone: Path, data: Path, **train_overrides) -> dict:
+    return {
+        "model": {"backbone": str(backbone), "max_length": 64},
+        "data": {"train": [{"path": str(data)}], "eval_fraction": 0.25},
+        "optim": {"lr": 3e-3, "warmup_ratio": 0.0},
+        "train": {"batch_size": 8, "epochs": 3, "log_every": 1, "seed": 0, **train_overrides},
+    }
+
+
+def run_cli_train(config: dict, output_dir: Path, launcher: list[str] | None = None, extra_env: dict | None = None,
+                  ) -> subprocess.Popen:
+    config_file = output_dir.parent / f"{output_dir.name}.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    command = (launcher or [sys.executable, "-m"]) + ["rewardkit.cli", "train", "--config", str(config_file),
+                                                       "--output-dir", str(output_dir)]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"} | (extra_env or {})
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=atol, rtol=0, msg=key)
+
+
+def test_training_learns_and_writes_a_stock_model(llama_dir, toy_data, tmp_path):
+    config = load_config(None, [], base=tiny_config(llama_dir, toy_data, eval_every=4))
+    before = RewardModel.from_backbone(str(llama_dir), max_length=64).model.state_dict()
+    result = train(config, tmp_path / "run", show_progress=False)
+    after = weights(result.model_dir)
+    changed = [k for k in after if k in before and not torch.equal(before[k], after[k])]
+    assert len(changed) == len(after), "every parameter should change in full fine-tuning"
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < 0.3 < losses[0] + 0.3 and sum(losses[-3:]) < sum(losses[:3])
+    assert any("eval_accuracy" in r for r in log)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["overall"]["accuracy"] == 1.0 and set(metrics["subsets"]) == {"s0", "s1"}
+    reloaded = RewardModel.from_pretrained(result.model_dir)
+    assert reloaded.spec.normalization is not None and reloaded.spec.normalization.n == 2 * metrics["overall"]["n"]
+    good, bad = reloaded.score(["new question?"] * 2, ["a good helpful answer", "a bad rude answer"])
+    assert good > bad
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["train_pairs"] + summary["eval_pairs"] == 48 and summary["steps"] == 12
+
+
+def test_lora_training_saves_a_merged_stock_model(llama_dir, toy_data, tmp_path):
+    base = tiny_config(llama_dir, toy_data)
+    base["model"]["lora"] = {"r": 4, "alpha": 8}
+    result = train(load_config(None, [], base=base), tmp_path / "lora", show_progress=False)
+    saved = weights(result.model_dir)
+    assert not any("lora" in k for k in saved)
+    original = RewardModel.from_backbone(str(llama_dir), max_length=64).model.state_dict()
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(saved[key], original[key]), "merged adapters change the base weights"
+    assert result.metrics["overall"]["accuracy"] >= 0.75
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(llama_dir, tmp_path):
+    data = write_jsonl(tmp_path / "toy.jsonl", [p.to_dict() for p in toy_pairs(48)])
+    config = tiny_config(llama_dir, data, batch_size=2, epochs=6, save_every=10, keep_checkpoints=3)
+    straight = run_cli_train(config, tmp_path / "straight")
+    assert straight.wait(timeout=300) == 0, straight.stdout.read()
+
+    killed = run_cli_train(config, tmp_path / "killed")
+    first_checkpoint = tmp_path / "killed" / "checkpoint-000010" / "progress.json"
+    deadline = time.monotonic() + 240
+    while not first_checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "model").exists()
+
+    resumed = run_cli_train(config | {"train": config["train"] | {"resume": "latest"}}, tmp_path / "killed")
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    assert "resumed from" in output
+    assert_same_weights(tmp_path / "straight" / "model", tmp_path / "killed" / "model")
+
+
+def test_two_processes_train_the_same_model_as_one(llama_dir, toy_data, tmp_path):
+    config = tiny_config(llama_dir, toy_data, batch_size=4, epochs=1, precision="fp32")
+    single = run_cli_train(config, tmp_path / "one")
+    assert single.wait(timeout=300) == 0, single.stdout.read()
+    # torchrun with gloo; ACCELERATE_USE_CPU tells accelerate to use the CPU processes (as `accelerate launch --cpu`)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m"]
+    double = run_cli_train(config, tmp_path / "two", launcher=launcher, extra_env={"ACCELERATE_USE_CPU": "true"})
+    output = double.communicate(timeout=300)[0]
+    assert double.returncode == 0, output
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
+    assert_same_weights(tmp_path / "one" / "model", tmp_path / "two" / "model", atol=1e-5)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(llama_dir, toy_data, tmp_path, monkeypatch):
+    monkeypatch.setattr("rewardkit.train.bradley_terry_loss", lambda *a, **k: torch.tensor(math.nan, requires_grad=True))
+    with pytest.raises(TrainingError, match="loss became nan at step 1: lower optim.lr"):
+        train(load_config(None, [], base=tiny_config(llama_dir, toy_data)), tmp_path / "nan", show_progress=False)
+
+
+def test_loss_stuck_at_ln2_warns(llama_dir, toy_data, tmp_path, monkeypatch, capsys):
+    def zero_head(model):
+        torch.nn.init.zeros_(model.score.weight)
+
+    monkeypatch.setattr("rewardkit.model.init_score_head", zero_head)
+    base = tiny_config(llama_dir, toy_data, stuck_loss_steps=3)
+    base["optim"]["lr"] = 1e-12
+    train(load_config(None, [], base=base), tmp_path / "stuck", show_progress=False)
+    assert "the loss has sat at ln 2 for 3 steps" in capsys.readouterr().out
+
+
+def test_too_few_pairs_for_one_batch_is_an_error(llama_dir, toy_data, tmp_path):
+    config = load_config(None, ["train.batch_size=64"], base=tiny_config(llama_dir, toy_data))
+    with pytest.raises(TrainingError, match="fewer than one batch of 64"):
+        train(config, tmp_path / "small", show_progress=False)
