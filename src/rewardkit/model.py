@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -120,22 +120,37 @@ class RewardModel(nn.Module):
             batch["token_type_ids"] = types
         return batch
 
-    @torch.no_grad()
     def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32, normalize: bool = False) -> list[float]:
         """Rewards for (prompt, response) pairs; prompts and responses may be text or chat messages.
 
         A pair whose response alone does not fit `max_length` gets NaN (never a made-up number).
         """
-        encoded = self.spec.encode_batch(self.tokenizer, prompts, responses)
+        rewards = self.score_encoded(self.spec.encode_batch(self.tokenizer, prompts, responses), batch_size=batch_size)
+        return [self.spec.normalize(r) if normalize and math.isfinite(r) else r for r in rewards]
+
+    @torch.no_grad()
+    def score_encoded(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = 32,
+                      on_batch: Callable[[int], None] | None = None) -> list[float]:
+        """Rewards for encoded pairs (NaN where None), in batches of similar length, longest first.
+
+        `on_batch(n)` is called after each batch of n rows (for progress bars)."""
+        self.eval()
         rewards = [math.nan] * len(encoded)
-        kept = sorted((i for i, e in enumerate(encoded) if e is not None), key=lambda i: len(encoded[i].input_ids))
+        kept = sorted((i for i, e in enumerate(encoded) if e is not None), key=lambda i: -len(encoded[i].input_ids))
         device = next(self.parameters()).device
         for start in range(0, len(kept), batch_size):
             rows = kept[start : start + batch_size]
             batch = {k: v.to(device) for k, v in self.collate([encoded[i] for i in rows]).items()}
             for i, reward in zip(rows, self(**batch).tolist()):
                 rewards[i] = reward
-        return [self.spec.normalize(r) if normalize and math.isfinite(r) else r for r in rewards]
+            if on_batch is not None:
+                on_batch(len(rows))
+        return rewards
+
+    def preference_probability(self, reward_a: float, reward_b: float) -> float:
+        """P(a preferred over b) = sigmoid((reward_a - reward_b) / T), with the temperature fitted by
+        `rewardkit eval --fit-temperature` (T = 1 when none was fitted)."""
+        return 1 / (1 + math.exp(-(reward_a - reward_b) / (self.spec.temperature or 1.0)))
 
     def score_messages(self, conversations: Sequence[list[dict]], **kwargs) -> list[float]:
         """Rewards for whole conversations; the last message (an assistant turn) is the scored response."""

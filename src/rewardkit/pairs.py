@@ -1,7 +1,7 @@
 """Preference pairs turned into token ids once, then batched and scored.
 
-Training, train-time evaluation and `rewardkit eval` share these helpers, so a pair is encoded, batched and
-scored the same way everywhere.
+Training and its periodic evaluation share these helpers, so a pair is encoded, batched and scored the same way
+as in `rewardkit eval`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from rewardkit.data import PreferencePair
+from rewardkit.metrics import preference_metrics
 from rewardkit.model import RewardModel
 from rewardkit.spec import EncodedPair
 
@@ -28,6 +29,11 @@ class EncodedComparison:
     @property
     def tokens(self) -> int:
         return len(self.chosen.input_ids) + len(self.rejected.input_ids)
+
+    @property
+    def width(self) -> int:
+        """The padded width this pair needs: both sides go into one batch."""
+        return max(len(self.chosen.input_ids), len(self.rejected.input_ids))
 
 
 def encode_comparisons(rm: RewardModel, pairs: Sequence[PreferencePair]) -> tuple[list[EncodedComparison], int]:
@@ -72,18 +78,25 @@ def comparison_rewards(rm: torch.nn.Module, collate, comparisons: Sequence[Encod
     return rewards.chunk(2)
 
 
-@torch.no_grad()
-def score_comparisons(rm: RewardModel, comparisons: Sequence[EncodedComparison], batch_size: int = 32, progress=None):
-    """Rewards (chosen, rejected) as float lists, batched by similar length."""
-    rm.eval()
-    device = next(rm.parameters()).device
-    chosen, rejected = [0.0] * len(comparisons), [0.0] * len(comparisons)
-    order = sorted(range(len(comparisons)), key=lambda i: comparisons[i].tokens)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        rc, rr = comparison_rewards(rm, rm.collate, [comparisons[i] for i in rows], device)
-        for i, c, r in zip(rows, rc.tolist(), rr.tolist()):
-            chosen[i], rejected[i] = c, r
-        if progress is not None:
-            progress(len(rows))
-    return chosen, rejected
+def score_comparisons(rm: RewardModel, comparisons: Sequence[EncodedComparison], batch_size: int = 32):
+    """Rewards (chosen, rejected) as float lists."""
+    rewards = rm.score_encoded([c.chosen for c in comparisons] + [c.rejected for c in comparisons], batch_size=batch_size)
+    return rewards[: len(comparisons)], rewards[len(comparisons) :]
+
+
+def evaluate_comparisons(rm: RewardModel, comparisons: Sequence[EncodedComparison], *, bootstrap: int = 1000,
+                         seed: int = 0) -> tuple[dict, list[float]]:
+    """Metrics for already-encoded pairs (training's held-out set), and every reward computed (chosen then rejected).
+
+    Lengths for the length baseline are response tokens, as in `rewardkit eval`."""
+    chosen, rejected = score_comparisons(rm, comparisons)
+    metrics = preference_metrics(
+        chosen,
+        rejected,
+        subsets=[c.pair.subset for c in comparisons],
+        chosen_lengths=[c.chosen.response_length for c in comparisons],
+        rejected_lengths=[c.rejected.response_length for c in comparisons],
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+    return metrics, chosen + rejected

@@ -130,6 +130,11 @@ class EncodedPair:
     input_ids: list[int]
     prompt_length: int  # tokens before the response (prefix, kept prompt, separator)
 
+    @property
+    def response_length(self) -> int:
+        """Tokens from the response on (the response and any suffix tokens)."""
+        return len(self.input_ids) - self.prompt_length
+
     def token_type_ids(self) -> list[int]:
         return [0] * self.prompt_length + [1] * (len(self.input_ids) - self.prompt_length)
 

@@ -26,11 +26,10 @@ from transformers import get_scheduler
 from rewardkit import checkpoint
 from rewardkit.config import LoraConfig, ModelConfig, TrainConfig
 from rewardkit.data import PreferencePair, load_preferences, prepare_preferences
-from rewardkit.evaluate import evaluate_comparisons
 from rewardkit.io import write_json_atomic, write_text_atomic
 from rewardkit.losses import bradley_terry_loss
 from rewardkit.model import RewardModel, head_module
-from rewardkit.pairs import EncodedComparison, comparison_rewards, encode_comparisons, pair_batches
+from rewardkit.pairs import EncodedComparison, comparison_rewards, encode_comparisons, evaluate_comparisons, pair_batches
 from rewardkit.progress import TrainProgress
 from rewardkit.spec import Normalization
 
@@ -87,7 +86,7 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_resolved_config(config, output_dir / "config.yaml")
-    log = TrainLog(output_dir / "train_log.jsonl", accelerator.is_main_process, cfg.tensorboard)
+    log = TrainLog(output_dir / "train_log.jsonl", accelerator.is_main_process, cfg.tensorboard, append=bool(cfg.resume))
     epoch_batches = EpochBatches(train_set, global_batch, cfg.seed, cfg.length_grouping)
     bar = TrainProgress(total_steps, global_batch, enabled=show_progress and accelerator.is_main_process)
     stuck_logs, metrics, start_time = 0, None, time.perf_counter()
@@ -306,7 +305,7 @@ class EpochBatches:
     """The global batches of each epoch, computed from the seed (so a resumed run sees the same order)."""
 
     def __init__(self, train_set: list[EncodedComparison], batch_size: int, seed: int, group_by_length: bool) -> None:
-        self.lengths = [c.tokens for c in train_set]
+        self.lengths = [c.width for c in train_set]
         self.batch_size, self.seed, self.group = batch_size, seed, group_by_length
         self.cached: tuple[int, list[list[int]]] | None = None
 
@@ -362,9 +361,9 @@ def save_with_normalization(rm: RewardModel, directory: Path, rewards: list[floa
 class TrainLog:
     """Metrics as JSON lines (and TensorBoard when asked), written by the main process only."""
 
-    def __init__(self, path: Path, enabled: bool, tensorboard: bool) -> None:
+    def __init__(self, path: Path, enabled: bool, tensorboard: bool, *, append: bool) -> None:
         self.enabled = enabled
-        self.file = path.open("a", encoding="utf-8") if enabled else None
+        self.file = path.open("a" if append else "w", encoding="utf-8") if enabled else None
         self.tb = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
