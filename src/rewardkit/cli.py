@@ -9,13 +9,16 @@ import functools
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from rewardkit.io import write_json_atomic
+
+if TYPE_CHECKING:
+    from rewardkit.evaluate import EvalConfig
+    from rewardkit.report import ModelResult
 
 app = typer.Typer(help="Reward modeling for LLM alignment: preference data in, reward model out.", no_args_is_help=True)
 data_app = typer.Typer(help="Inspect and prepare preference data.", no_args_is_help=True)
@@ -87,24 +90,62 @@ def run_training(config, output_dir: Path) -> None:
     console.print(f"trained on {summary['train_pairs']} pairs in {summary['train_seconds']} s "
                   f"({summary['pairs_per_s']} pairs/s, {summary['precision']})")
     if result.metrics:
-        console.print(metrics_table(result.metrics, "held-out accuracy"))
+        from rewardkit.report import ModelResult, console_table
+
+        console.print(console_table([ModelResult("model", result.metrics, predictions=[])], title="held-out accuracy"))
         console.print(f"metrics: {output_dir / 'metrics.json'}")
     console.print(f"model:   {result.model_dir}")
 
 
-def metrics_table(metrics: dict, title: str) -> Table:
-    table = Table(title=title)
-    for column in ("set", "accuracy", "95% CI", "pairs", "ties"):
-        table.add_column(column)
-    rows = [("overall", metrics["overall"])] + sorted(metrics["subsets"].items())
-    for name, block in rows:
-        ci = block.get("ci95")
-        table.add_row(name, f"{block['accuracy']:.4f}", f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-",
-                      str(block["n"]), str(block["ties"]))
-    baseline = metrics.get("length_baseline")
-    if baseline:
-        table.caption = f"length-only baseline (pick the longer response): {baseline['accuracy']:.4f}"
-    return table
+@app.command("eval")
+@user_errors
+def evaluate_command(
+    model: Annotated[list[Path], typer.Option(
+        help="Trained reward model directory; repeat to compare models (the first is the reference).")],
+    data: Annotated[list[str], typer.Option(help="Preference file or hub dataset (repeatable).")],
+    out: Annotated[Path, typer.Option(help="Writes metrics.json, predictions.jsonl, report.html and report.md here.")],
+    subset_field: Annotated[Optional[str], typer.Option(help="Record field naming each pair's subset.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
+    seed: int = 0,
+    fit_temperature: Annotated[bool, typer.Option(
+        help="Save the fitted calibration temperature in each model's scoring spec.")] = False,
+    format: Annotated[str, typer.Option(
+        help="auto, rewardbench2, or an importer: pairs, implicit, sharegpt, ranked, pandalm.")] = "auto",
+    on_bad_record: Annotated[str, typer.Option(
+        help="error: stop at the first bad record; skip: count it and go on.")] = "error",
+    batch_size: int = 32,
+) -> None:
+    """Score preference files with one or more reward models; write metrics, predictions and an HTML report.
+
+    metrics.json holds one model's metrics, or {"models": {name: metrics}, "comparison": {name: paired bootstrap
+    against the first model}} for several. With --fit-temperature, P(a preferred over b) = sigmoid((reward_a -
+    reward_b) / T) is calibrated by the saved temperature T.
+    """
+    from rewardkit.evaluate import EvalConfig, evaluate
+    from rewardkit.report import console_table
+
+    quiet_transformers()
+    config = EvalConfig(models=model, data=data, out_dir=out, subset_field=subset_field, bootstrap=bootstrap,
+                        seed=seed, fit_temperature=fit_temperature, format=format, on_bad_record=on_bad_record,
+                        batch_size=batch_size)
+    results = evaluate(config)
+    console.print(console_table(results))
+    print_eval_notes(config, results)
+
+
+def print_eval_notes(config: EvalConfig, results: list[ModelResult]) -> None:
+    """Skipped records, pairs too long to score, saved temperatures and where the outputs are."""
+    skipped = results[0].metrics["skipped_records"]
+    if skipped:
+        console.print(f"skipped {skipped} bad records")
+    for directory, result in zip(config.models, results):
+        if result.metrics["dropped_too_long"]:
+            console.print(f"{result.name}: {result.metrics['dropped_too_long']} pairs not scored "
+                          "(a response is longer than the model's max_length)")
+        if config.fit_temperature:
+            console.print(f"{result.name}: saved temperature {result.metrics['calibration']['temperature']:.4f} "
+                          f"to {directory / 'scoring_spec.json'}")
+    console.print(f"report:  {config.out_dir / 'report.html'}")
 
 
 @app.command()
@@ -191,6 +232,51 @@ def data_prepare(
     write_json_atomic(output_dir / "prepare.json", {"stats": split.stats, "skipped": skipped})
     console.print_json(json.dumps({"stats": split.stats, "skipped": len(skipped)}))
     console.print(f"wrote {len(split.train)} train and {len(split.eval)} eval pairs to {output_dir}")
+
+
+@app.command()
+@user_errors
+def serve(
+    model: Annotated[Optional[list[str]], typer.Option(
+        help="Model directory, or NAME=DIR (repeatable); the first is the default.")] = None,
+    ensemble: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=DIR1,DIR2,...: serve the members' combined z-scores (repeatable).")] = None,
+    ensemble_mode: Annotated[Optional[str], typer.Option(help="mean, min or mean-minus-std.")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind (loopback by default).")] = None,
+    port: Optional[int] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(
+        help="Require 'Authorization: Bearer <key>', the key read from this environment variable.")] = None,
+    max_batch_tokens: Annotated[Optional[int], typer.Option(help="Padded tokens per forward pass.")] = None,
+    max_batch_size: Annotated[Optional[int], typer.Option(help="Pairs per forward pass (1: no batching).")] = None,
+    max_wait_ms: Annotated[Optional[float], typer.Option(
+        help="How long a queued pair waits for others to join its batch.")] = None,
+    max_items: Annotated[Optional[int], typer.Option(help="Pairs per request.")] = None,
+    max_request_tokens: Annotated[Optional[int], typer.Option(help="Tokens per request.")] = None,
+    max_request_chars: Annotated[Optional[int], typer.Option(help="Characters per request.")] = None,
+    trust_remote_code: bool = False,
+) -> None:
+    """Serve reward models over HTTP: POST /v1/score, POST /get_reward (OpenRLHF), /health, /v1/models, /metrics.
+
+    Options left out take the defaults of rewardkit.serve.ServeConfig.
+    """
+    import os
+
+    from rewardkit.serve import ServeConfig, create_app, load_models, run_server
+
+    options = {"host": host, "port": port, "ensemble_mode": ensemble_mode, "max_batch_tokens": max_batch_tokens,
+               "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_items": max_items,
+               "max_request_tokens": max_request_tokens, "max_request_chars": max_request_chars}
+    if api_key_env:
+        if not os.environ.get(api_key_env):
+            raise ValueError(f"--api-key-env {api_key_env}: that environment variable is not set")
+        options["api_key"] = os.environ[api_key_env]
+    config = ServeConfig(**{k: v for k, v in options.items() if v is not None})
+    quiet_transformers()
+    models, ensembles = load_models(model or [], ensemble or [], trust_remote_code=trust_remote_code)
+    scoring_app = create_app(models, config, ensembles)
+    console.print(f"serving {', '.join([*models, *ensembles])} on http://{config.host}:{config.port}"
+                  f"{' (API key required)' if config.api_key else ''}")
+    run_server(scoring_app, config)
 
 
 if __name__ == "__main__":

@@ -80,15 +80,25 @@ def write_report(out_dir: Path, results: list[ModelResult]) -> None:
     (out_dir / "report.md").write_text(render_markdown(results), encoding="utf-8")
 
 
-def console_table(results: list[ModelResult]) -> Table:
-    """The headline numbers as a rich table, one column per model."""
-    table = Table(title="Preference evaluation")
+def console_table(results: list[ModelResult], title: str = "Preference evaluation") -> Table:
+    """The headline numbers, benchmark scores and per-subset accuracy as a rich table, one column per model."""
+    table = Table(title=title)
     table.add_column("metric")
     for result in results:
         table.add_column(result.name, justify="right")
-    for label, path in HEADLINE_ROWS:
+    for label, path in console_rows(results):
         table.add_row(label, *(format_metric(metric_value(result.metrics, path)) for result in results))
     return table
+
+
+def console_rows(results: list[ModelResult]) -> list[tuple[str, MetricPath]]:
+    """HEADLINE_ROWS, then the benchmark scores present, pairs dropped as too long, and each subset's accuracy."""
+    optional = [("RewardBench score", ("rewardbench", "score")), ("RewardBench 2 score", ("rewardbench2", "score")),
+                ("Dropped (too long)", ("dropped_too_long",))]
+    present = [(label, path) for label, path in optional
+               if any(metric_value(result.metrics, path) is not None for result in results)]
+    subsets = [(f"accuracy: {name}", ("subsets", name, "accuracy")) for name in subset_names(results)]
+    return HEADLINE_ROWS + present + subsets
 
 
 # --- values ------------------------------------------------------------------------------
@@ -122,6 +132,11 @@ def subset_names(results: list[ModelResult]) -> list[str]:
 def rewardbench_sections(results: list[ModelResult]) -> list[str]:
     blocks = [result.metrics.get("rewardbench", {}).get("sections", {}) for result in results]
     return list(dict.fromkeys(name for sections in blocks for name in sections))  # ordered, unique
+
+
+def rewardbench2_subsets(results: list[ModelResult]) -> list[str]:
+    blocks = [result.metrics.get("rewardbench2", {}).get("subsets", {}) for result in results]
+    return list(dict.fromkeys(name for subsets in blocks for name in subsets))
 
 
 def hardest_mistakes(predictions: list[dict], k: int = HARDEST_MISTAKES) -> list[dict]:
@@ -266,6 +281,13 @@ def rewardbench_table(results: list[ModelResult]) -> MetricTable:
     return ["RewardBench v1", *(result.name for result in results)], rows
 
 
+def rewardbench2_table(results: list[ModelResult]) -> MetricTable:
+    labelled_paths = [(name, ("rewardbench2", "subsets", name)) for name in rewardbench2_subsets(results)]
+    labelled_paths.append(("Score", ("rewardbench2", "score")))
+    rows = [(label, [(result, path) for result in results]) for label, path in labelled_paths]
+    return ["RewardBench 2", *(result.name for result in results)], rows
+
+
 def comparison_table(results: list[ModelResult]) -> TextTable:
     rows = [
         [f"{result.name} − {reference}", format_metric(difference["difference"]), format_metric(difference["ci95"])]
@@ -347,6 +369,8 @@ def render_html(results: list[ModelResult]) -> str:
         parts += ["<h2>Paired comparison</h2>", html_text_table(comparison_table(results))]
     if rewardbench_sections(results):
         parts += ["<h2>RewardBench</h2>", html_metric_table(rewardbench_table(results))]
+    if rewardbench2_subsets(results):
+        parts += ["<h2>RewardBench 2</h2>", html_metric_table(rewardbench2_table(results))]
     parts += [
         "<h2>Accuracy per subset</h2>",
         html_metric_table(subset_table(results)) if subset_names(results) else "<p>No subsets.</p>",
@@ -401,6 +425,8 @@ def render_markdown(results: list[ModelResult]) -> str:
         parts += ["## Paired comparison", md_text_table(comparison_table(results))]
     if rewardbench_sections(results):
         parts += ["## RewardBench", md_metric_table(rewardbench_table(results))]
+    if rewardbench2_subsets(results):
+        parts += ["## RewardBench 2", md_metric_table(rewardbench2_table(results))]
     if subset_names(results):
         parts += ["## Accuracy per subset", md_metric_table(subset_table(results))]
     parts.append(f"## {HARDEST_MISTAKES} hardest mistakes (most negative margin)")
