@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rewardkit.config import ConfigError, load_config
@@ -46,3 +48,15 @@ def test_unreadable_yaml_is_a_config_error(tmp_path):
     path.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(path)
+
+
+CONFIG_FILES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")) + [
+    Path(__file__).resolve().parents[1] / "src" / "rewardkit" / "configs" / "demo.yaml"
+]
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_shipped_configs_validate_and_point_at_real_files(path):
+    config = load_config(path)
+    assert all(Path(source.path).is_file() for source in config.data.train)
+    assert path.read_text().startswith("#"), "each config opens with the command that runs it"
