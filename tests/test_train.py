@@ -143,3 +143,18 @@ def test_too_few_pairs_for_one_batch_is_an_error(llama_dir, toy_data, tmp_path):
     config = load_config(None, ["train.batch_size=64"], base=tiny_config(llama_dir, toy_data))
     with pytest.raises(TrainingError, match="fewer than one batch of 64"):
         train(config, tmp_path / "small", show_progress=False)
+
+
+def test_prefix_sharing_trains_the_same_model(llama_dir, toy_data, tmp_path):
+    runs = {}
+    for setting in ("false", "auto"):
+        config = load_config(None, [f"train.share_prefix={setting}", "train.epochs=1"], base=tiny_config(llama_dir, toy_data))
+        runs[setting] = train(config, tmp_path / setting, show_progress=False)
+    assert runs["auto"].summary["share_prefix"] and not runs["false"].summary["share_prefix"]
+    assert_same_weights(tmp_path / "false" / "model", tmp_path / "auto" / "model", atol=1e-4)
+
+
+def test_prefix_sharing_is_refused_for_encoders(bert_dir, toy_data, tmp_path):
+    config = load_config(None, ["train.share_prefix=true"], base=tiny_config(bert_dir, toy_data))
+    with pytest.raises(TrainingError, match="needs a decoder backbone"):
+        train(config, tmp_path / "enc", show_progress=False)

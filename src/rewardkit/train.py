@@ -76,6 +76,7 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
         num_warmup_steps=round(config.optim.warmup_ratio * total_steps),
         num_training_steps=total_steps,
     )
+    share_prefix = resolve_share_prefix(cfg.share_prefix, rm)
     model, optimizer = accelerator.prepare(rm, optimizer)
     progress_state = {"step": 0, "best_eval_accuracy": None, "evals_without_improvement": 0}
     if cfg.resume:
@@ -102,7 +103,8 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
             for i, micro in enumerate(micro_batches):
                 syncing = i == len(micro_batches) - 1
                 with nullcontext() if syncing else accelerator.no_sync(model):
-                    rewards_chosen, rewards_rejected = comparison_rewards(model, rm.collate, micro, accelerator.device)
+                    rewards_chosen, rewards_rejected = comparison_rewards(model, rm, micro, accelerator.device,
+                                                                          share_prefix=share_prefix)
                     loss = pair_loss(rewards_chosen, rewards_rejected, micro, cfg) * len(micro) / len(local)
                     accelerator.backward(loss)
                 loss_sum += loss.detach()
@@ -154,7 +156,7 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
                                keep_best=bool(cfg.early_stopping_patience and peft_model is None))
         if metrics:
             write_json_atomic(output_dir / "metrics.json", metrics)
-    summary |= {"steps": progress_state["step"], "train_seconds": round(elapsed, 1),
+    summary |= {"steps": progress_state["step"], "share_prefix": share_prefix, "train_seconds": round(elapsed, 1),
                 "pairs_per_s": round(pairs_seen / elapsed, 2) if elapsed else None,
                 "processes": accelerator.num_processes, "precision": accelerator.mixed_precision}
     if accelerator.is_main_process:
@@ -182,6 +184,14 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_share_prefix(setting: bool | str, rm: RewardModel) -> bool:
+    """Prefix sharing needs a causal backbone scored at the last token; auto turns it on exactly then."""
+    causal = rm.spec.pooling == "last"
+    if setting is True and not causal:
+        raise TrainingError("train.share_prefix needs a decoder backbone (an encoder's prompt tokens see the reply)")
+    return causal if setting == "auto" else setting
 
 
 def seed_everything(seed: int) -> None:
