@@ -86,3 +86,66 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 @pytest.fixture
 def toy_data(tmp_path) -> Path:
     return write_jsonl(tmp_path / "toy.jsonl", [p.to_dict() for p in toy_pairs(48)])
+
+
+# ---- the scoring service: helpers shared by test_serve.py and test_client.py ----------------------------------
+import asyncio  # noqa: E402  (imports of this appended section)
+import threading  # noqa: E402
+import time  # noqa: E402
+from contextlib import asynccontextmanager, contextmanager  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+
+from rewardkit.model import RewardModel  # noqa: E402
+from rewardkit.spec import Normalization  # noqa: E402
+
+KEY = "test-key"
+PROMPTS = ["Is tea good?", "Name a colour.", "What is rain?"]
+RESPONSES = ["yes, tea is a good helpful drink", "red", "water falling from clouds"]
+
+
+def save_tiny_model(backbone: Path, directory: Path, seed: int, normalization: Normalization | None) -> Path:
+    torch.manual_seed(seed)
+    rm = RewardModel.from_backbone(str(backbone), max_length=64)
+    rm.spec = rm.spec.model_copy(update={"normalization": normalization})
+    rm.save_pretrained(directory)
+    return directory
+
+
+@contextmanager
+def running_server(app) -> Iterator[tuple[str, uvicorn.Server]]:
+    """uvicorn in a thread on an OS-chosen loopback port; yields (base URL, server) once /health is ready."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "the server thread died"
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        wait_until_ready(url)
+        yield url, server
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        assert not thread.is_alive(), "the server did not stop"
+
+
+def wait_until_ready(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{url}/health").status_code != 200:
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(0.02)
+
+
+@asynccontextmanager
+async def asgi_client(app, headers: dict | None = None, ready: bool = True):
+    """An in-process client with the app's lifespan running (workers started, warm-up done when `ready`)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
+            while ready and (await client.get("/health")).status_code != 200:
+                await asyncio.sleep(0.01)
+            yield client

@@ -12,7 +12,7 @@ from rewardkit.model import RewardModel
 from rewardkit.serve import ServeConfig, create_app
 from rewardkit.spec import Normalization
 
-from test_serve import KEY, PROMPTS, RESPONSES, asgi_client, running_server, save_tiny_model
+from conftest import KEY, PROMPTS, RESPONSES, asgi_client, running_server, save_tiny_model
 
 
 def scripted(*replies):

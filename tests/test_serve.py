@@ -14,32 +14,22 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 import torch
-import uvicorn
+from typer.testing import CliRunner
 
+from rewardkit import cli
 from rewardkit.model import RewardModel
 from rewardkit.serve import (RewardRequest, ServeConfig, ServeError, combine_rewards, create_app, drain, load_models,
                              split_queries)
 from rewardkit.spec import Normalization
 
-KEY = "test-key"
+from conftest import KEY, PROMPTS, RESPONSES, asgi_client, running_server, save_tiny_model
+
 AUTH = {"Authorization": f"Bearer {KEY}"}
-PROMPTS = ["Is tea good?", "Name a colour.", "What is rain?"]
-RESPONSES = ["yes, tea is a good helpful drink", "red", "water falling from clouds"]
-
-
-def save_tiny_model(backbone: Path, directory: Path, seed: int, normalization: Normalization | None) -> Path:
-    torch.manual_seed(seed)
-    rm = RewardModel.from_backbone(str(backbone), max_length=64)
-    rm.spec = rm.spec.model_copy(update={"normalization": normalization})
-    rm.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -55,43 +45,6 @@ def model_dirs(llama_dir, bert_dir, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def models(model_dirs) -> dict[str, RewardModel]:
     return {name: RewardModel.from_pretrained(directory) for name, directory in model_dirs.items()}
-
-
-@contextmanager
-def running_server(app) -> Iterator[tuple[str, uvicorn.Server]]:
-    """uvicorn in a thread on an OS-chosen loopback port; yields (base URL, server) once /health is ready."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            assert thread.is_alive(), "the server thread died"
-            time.sleep(0.01)
-        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        wait_until_ready(url)
-        yield url, server
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        assert not thread.is_alive(), "the server did not stop"
-
-
-def wait_until_ready(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while httpx.get(f"{url}/health").status_code != 200:
-        assert time.monotonic() < deadline, "the server never became ready"
-        time.sleep(0.02)
-
-
-@asynccontextmanager
-async def asgi_client(app, headers: dict | None = None, ready: bool = True):
-    """An in-process client with the app's lifespan running (workers started, warm-up done when `ready`)."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
-            while ready and (await client.get("/health")).status_code != 200:
-                await asyncio.sleep(0.01)
-            yield client
 
 
 def run(coroutine):
@@ -316,6 +269,26 @@ def test_a_non_finite_reward_is_a_500_and_a_failed_warm_up_keeps_health_at_503(m
     assert refused.status_code == 503
 
 
+def test_a_failed_forward_pass_is_a_500_and_the_worker_keeps_serving(model_dirs, monkeypatch):
+    rm = RewardModel.from_pretrained(model_dirs["raw"])
+    body = {"items": pair_items(PROMPTS[:1], RESPONSES[:1])}
+
+    def broken(encoded, batch_size):
+        raise RuntimeError("out of memory")
+
+    async def break_then_recover():
+        async with asgi_client(create_app({"rm": rm})) as client:
+            with monkeypatch.context() as patch:
+                patch.setattr(rm, "score_encoded", broken)
+                failed = await client.post("/v1/score", json=body)
+            return failed, await client.post("/v1/score", json=body)
+
+    failed, recovered = run(break_then_recover())
+    assert failed.status_code == 500 and failed.json() == {"detail": "model 'rm' failed: out of memory"}
+    assert recovered.status_code == 200
+    assert recovered.json()["rewards"] == pytest.approx(rm.score(PROMPTS[:1], RESPONSES[:1]), abs=1e-5)
+
+
 def test_batch_budget_must_fit_the_longest_pair(models):
     with pytest.raises(ValueError, match="below model 'llama'"):
         create_app({"llama": models["llama"]}, ServeConfig(max_batch_tokens=32))
@@ -364,7 +337,7 @@ def test_cli_serve_stops_gracefully_on_sigterm(model_dirs):
         port = probe.getsockname()[1]
     env = os.environ | {"RK_KEY": KEY}
     command = [sys.executable, "-m", "rewardkit.cli", "serve", "--model", f"tiny={model_dirs['llama']}",
-               "--port", str(port), "--api-key-env", "RK_KEY", "--max-wait-ms", "1000"]
+               "--port", str(port), "--api-key-env", "RK_KEY", "--max-wait-ms", "1000", "--threads", "1"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -392,6 +365,18 @@ def test_cli_serve_stops_gracefully_on_sigterm(model_dirs):
             process.kill()
     assert refused.status_code == 503
     assert in_flight["reply"].status_code == 200
+
+
+def test_cli_serve_threads_sets_torch_threads_before_serving(model_dirs, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(cli, "quiet_transformers", lambda: None)
+    monkeypatch.setattr("rewardkit.serve.run_server", lambda app, config: calls.append(f"serve on {config.port}"))
+    runner = CliRunner()
+    result = runner.invoke(cli.app, ["serve", "--model", str(model_dirs["llama"]), "--port", "8123", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert calls == [1, "serve on 8123"]
+    assert runner.invoke(cli.app, ["serve", "--model", str(model_dirs["llama"]), "--threads", "0"]).exit_code == 2
 
 
 def test_load_models_names_and_shares_directories(model_dirs):

@@ -253,6 +253,8 @@ def serve(
     max_items: Annotated[Optional[int], typer.Option(help="Pairs per request.")] = None,
     max_request_tokens: Annotated[Optional[int], typer.Option(help="Tokens per request.")] = None,
     max_request_chars: Annotated[Optional[int], typer.Option(help="Characters per request.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help=(
+        "torch intra-op threads for forward passes (torch.set_num_threads); 1 is steadiest on a shared CPU."))] = None,
     trust_remote_code: bool = False,
 ) -> None:
     """Serve reward models over HTTP: POST /v1/score, POST /get_reward (OpenRLHF), /health, /v1/models, /metrics.
@@ -271,6 +273,10 @@ def serve(
             raise ValueError(f"--api-key-env {api_key_env}: that environment variable is not set")
         options["api_key"] = os.environ[api_key_env]
     config = ServeConfig(**{k: v for k, v in options.items() if v is not None})
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # before any forward thread starts: each takes the count on first use
     quiet_transformers()
     models, ensembles = load_models(model or [], ensemble or [], trust_remote_code=trust_remote_code)
     scoring_app = create_app(models, config, ensembles)

@@ -17,8 +17,8 @@ already contains template markers gets a warning. Ensembles z-score each member 
 them (mean, min or mean minus std) and return the members' std as `uncertainty`. Concurrent requests share forward
 passes: each model has one queue and one worker that gathers queued pairs into a padded batch until
 `max_batch_tokens`, `max_batch_size` or `max_wait_ms` is reached, runs it in its forward thread and resolves each
-request's futures. With an API key, scoring routes and /v1/models need `Authorization: Bearer <key>`; /health and
-/metrics stay open for probes and scrapers.
+request's futures (`rewardkit.batching`; the metrics are `rewardkit.serve_metrics`). With an API key, scoring
+routes and /v1/models need `Authorization: Bearer <key>`; /health and /metrics stay open for probes and scrapers.
 
 Errors are never rewards: 401 bad key, 404 unknown model, 413 too large (items, characters, tokens, or a response
 longer than the model's max_length, naming the items), 422 malformed, 500 non-finite reward, 503 warming up or
@@ -36,20 +36,19 @@ import signal
 import statistics
 import threading
 import time
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping, Protocol, Sequence
 
-import torch
 import uvicorn
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from rewardkit.batching import Batcher, BatcherClosed
 from rewardkit.model import RewardModel
+from rewardkit.serve_metrics import SECONDS_BUCKETS, Metrics
 from rewardkit.spec import EncodedPair
 
 logger = logging.getLogger("rewardkit.serve")
@@ -133,161 +132,6 @@ class ServeError(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
-# ---- metrics ---------------------------------------------------------------------------------------------------
-METRICS_HELP = {
-    "rewardkit_requests_total": ("counter", "HTTP requests by route and status."),
-    "rewardkit_request_errors_total": ("counter", "HTTP requests answered with status >= 400."),
-    "rewardkit_request_seconds": ("histogram", "Request latency."),
-    "rewardkit_batch_size": ("histogram", "Pairs per forward pass (its _count is the number of forwards)."),
-    "rewardkit_queue_seconds": ("histogram", "Time a pair waited in the queue before its forward pass."),
-    "rewardkit_tokens_total": ("counter", "Tokens run through the model."),
-    "rewardkit_forward_seconds_total": ("counter", "Time spent in forward passes."),
-    "rewardkit_templated_items_total": ("counter", "Items whose text already looked templated."),
-}
-SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-
-
-class Metrics:
-    """Counters and histograms rendered as Prometheus text; owned by the app, never global."""
-
-    def __init__(self) -> None:
-        self.counters: dict[tuple[str, tuple], float] = defaultdict(float)
-        self.histograms: dict[tuple[str, tuple], tuple[Sequence[float], list[float]]] = {}
-
-    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
-        self.counters[name, tuple(sorted(labels.items()))] += value
-
-    def observe(self, name: str, value: float, buckets: Sequence[float], **labels: str) -> None:
-        """Record one observation; the state is per-bucket counts followed by [sum, count]."""
-        key = (name, tuple(sorted(labels.items())))
-        _, counts = self.histograms.setdefault(key, (buckets, [0.0] * (len(buckets) + 2)))
-        for i, bound in enumerate(buckets):
-            counts[i] += value <= bound
-        counts[-2] += value
-        counts[-1] += 1
-
-    def render(self, gauges: Mapping[str, float]) -> str:
-        lines = [f"# TYPE {name} gauge\n{name} {value}" for name, value in gauges.items()]
-        for name, (kind, text) in METRICS_HELP.items():
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-            lines += [f"{name}{labelled(labels)} {v}" for (n, labels), v in self.counters.items() if n == name]
-            for (n, labels), (buckets, counts) in self.histograms.items():
-                if n == name:
-                    bounds = [str(b) for b in buckets] + ["+Inf"]
-                    lines += [f"{name}_bucket{labelled(labels + (('le', le),))} {c}"
-                              for le, c in zip(bounds, counts[:-2] + [counts[-1]])]
-                    lines += [f"{name}_sum{labelled(labels)} {counts[-2]}",
-                              f"{name}_count{labelled(labels)} {counts[-1]}"]
-        return "\n".join(lines) + "\n"
-
-
-def labelled(labels: tuple) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
-
-
-# ---- dynamic batching ------------------------------------------------------------------------------------------
-@dataclass
-class Job:
-    pair: EncodedPair
-    future: asyncio.Future
-    enqueued: float
-
-
-class Batcher:
-    """One model's queue and worker: pairs from concurrent requests share padded forward passes."""
-
-    def __init__(self, name: str, rm: RewardModel, config: ServeConfig, metrics: Metrics) -> None:
-        self.name, self.rm, self.config, self.metrics = name, rm, config, metrics
-        self.queue: asyncio.Queue[Job] | None = None
-        self.held: Job | None = None  # the job that did not fit the last batch; it opens the next one
-        self.worker: asyncio.Task | None = None
-        self.forward_thread: ThreadPoolExecutor | None = None  # one thread, so torch keeps one intra-op pool
-
-    def start(self) -> None:
-        self.queue = asyncio.Queue()
-        self.forward_thread = ThreadPoolExecutor(1, thread_name_prefix=f"forward-{self.name}")
-        self.worker = asyncio.create_task(self.run(), name=f"batcher-{self.name}")
-
-    async def stop(self) -> None:
-        """Cancel the worker; pairs still queued fail with 503."""
-        self.worker.cancel()
-        await asyncio.gather(self.worker, return_exceptions=True)
-        self.forward_thread.shutdown(wait=False, cancel_futures=True)
-        pending = ([self.held] if self.held else []) + [self.queue.get_nowait() for _ in range(self.queue.qsize())]
-        for job in pending:
-            if not job.future.done():
-                job.future.set_exception(ServeError(503, "the server is shutting down"))
-
-    async def submit(self, pairs: Sequence[EncodedPair]) -> list[float]:
-        if self.worker is None or self.worker.done():
-            raise ServeError(503, "the server is not running its scoring workers")
-        loop = asyncio.get_running_loop()
-        jobs = [Job(pair, loop.create_future(), loop.time()) for pair in pairs]
-        for job in jobs:
-            self.queue.put_nowait(job)
-        return list(await asyncio.gather(*(job.future for job in jobs)))
-
-    async def run(self) -> None:
-        while True:
-            await self.run_batch(await self.next_batch())
-
-    async def next_batch(self) -> list[Job]:
-        """The oldest job plus whatever joins it before its deadline, within the token and size budgets."""
-        loop = asyncio.get_running_loop()
-        first = self.held or await self.queue.get()
-        self.held = None
-        batch, width = [first], len(first.pair.input_ids)
-        deadline = first.enqueued + self.config.max_wait_ms / 1000
-        while len(batch) < self.config.max_batch_size:
-            try:
-                job = self.queue.get_nowait() if self.queue.qsize() else await asyncio.wait_for(
-                    self.queue.get(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                break
-            wider = max(width, len(job.pair.input_ids))
-            if wider * (len(batch) + 1) > self.config.max_batch_tokens:
-                self.held = job
-                break
-            batch, width = batch + [job], wider
-        return batch
-
-    async def run_batch(self, batch: list[Job]) -> None:
-        jobs = [job for job in batch if not job.future.done()]  # a cancelled request drops its pairs
-        if not jobs:
-            return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            rewards = await loop.run_in_executor(self.forward_thread, self.forward, [job.pair for job in jobs])
-        except Exception as err:  # the requests get the error; the worker keeps serving
-            logger.exception("forward pass failed for model %s", self.name)
-            failure = ServeError(500, f"model {self.name!r} failed: {err}")
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(failure)
-            return
-        for job, reward in zip(jobs, rewards):
-            if not job.future.done():
-                job.future.set_result(reward)
-        self.record(jobs, started)
-
-    def forward(self, pairs: list[EncodedPair]) -> list[float]:
-        """One padded forward pass; runs in a worker thread (torch releases the GIL)."""
-        device = next(self.rm.parameters()).device
-        with torch.inference_mode():
-            batch = {k: v.to(device) for k, v in self.rm.collate(pairs).items()}
-            return self.rm(**batch).tolist()
-
-    def record(self, jobs: list[Job], started: float) -> None:
-        now = asyncio.get_running_loop().time()
-        self.metrics.observe("rewardkit_batch_size", len(jobs), BATCH_BUCKETS, model=self.name)
-        self.metrics.inc("rewardkit_tokens_total", sum(len(j.pair.input_ids) for j in jobs), model=self.name)
-        self.metrics.inc("rewardkit_forward_seconds_total", now - started, model=self.name)
-        for job in jobs:
-            self.metrics.observe("rewardkit_queue_seconds", started - job.enqueued, SECONDS_BUCKETS, model=self.name)
-
-
 # ---- scorers ---------------------------------------------------------------------------------------------------
 @dataclass
 class Scored:
@@ -315,7 +159,8 @@ class ModelScorer:
             raise ValueError(f"max_batch_tokens {config.max_batch_tokens} is below model {name!r}'s max_length "
                              f"{rm.spec.max_length}: its longest pairs could never be scored")
         self.name, self.rm, self.config = name, rm, config
-        self.batcher = Batcher(name, rm, config, metrics)
+        self.batcher = Batcher(name, rm, metrics, max_batch_tokens=config.max_batch_tokens,
+                               max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms)
         tokenizer = rm.tokenizer
         specials = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
         self.markers = (specials | set(tokenizer.all_special_tokens) | set(PLAIN_TEMPLATE_MARKERS)) - {""}
@@ -341,11 +186,21 @@ class ModelScorer:
         tokens = sum(len(pair.input_ids) for pair in encoded)
         if tokens > self.config.max_request_tokens:
             raise ServeError(413, f"request has {tokens} tokens, over the limit of {self.config.max_request_tokens}")
-        rewards = await self.batcher.submit(encoded)
+        rewards = await self.batched_rewards(encoded)
+        return Scored([spec.normalize(r) for r in rewards] if normalize else rewards, tokens, normalize)
+
+    async def batched_rewards(self, encoded: list[EncodedPair]) -> list[float]:
+        """Rewards from the batcher, its failures and non-finite rewards turned into HTTP errors."""
+        try:
+            rewards = await self.batcher.submit(encoded)
+        except BatcherClosed as err:
+            raise ServeError(503, str(err)) from None
+        except Exception as err:  # the forward pass failed (the batcher logged it and keeps serving)
+            raise ServeError(500, f"model {self.name!r} failed: {err}") from None
         broken = [i for i, r in enumerate(rewards) if not math.isfinite(r)]
         if broken:
             raise ServeError(500, f"model {self.name!r} produced non-finite rewards for items {broken}", broken)
-        return Scored([spec.normalize(r) for r in rewards] if normalize else rewards, tokens, normalize)
+        return rewards
 
     def describe(self) -> dict:
         spec = self.rm.spec
