@@ -77,3 +77,13 @@ def test_builtin_backbone_names_resolve_or_say_how_to_install(monkeypatch):
     assert resolve_backbone("org/some-model") == ("org/some-model", None)
     with pytest.raises(FileNotFoundError):
         resolve_backbone("missing.gguf")
+
+
+def test_identical_pairs_are_computed_once(saved_model, monkeypatch):
+    rm, _ = saved_model
+    rows = []
+    forward = type(rm).forward
+    monkeypatch.setattr(type(rm), "forward", lambda self, **batch: rows.append(len(batch["input_ids"])) or forward(self, **batch))
+    rewards = rm.score(["q", "q", "other", "q"], ["a", "a", "a", "b"])
+    assert sum(rows) == 3
+    assert rewards[0] == rewards[1] and rewards[0] != rewards[3]

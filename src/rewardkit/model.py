@@ -136,12 +136,17 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def score_encoded(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = 32,
                       on_batch: Callable[[int], None] | None = None) -> list[float]:
-        """Rewards for encoded pairs (NaN where None), in batches of similar length, longest first.
+        """Rewards for encoded pairs (NaN where None), in batches of similar length, longest first. Identical
+        encodings are computed once.
 
         `on_batch(n)` is called after each batch of n rows (for progress bars)."""
         self.eval()
         rewards = [math.nan] * len(encoded)
-        kept = sorted((i for i, e in enumerate(encoded) if e is not None), key=lambda i: -len(encoded[i].input_ids))
+        first_of: dict[tuple, int] = {}
+        for i, e in enumerate(encoded):
+            if e is not None:
+                first_of.setdefault((e.prompt_length, *e.input_ids), i)
+        kept = sorted(first_of.values(), key=lambda i: -len(encoded[i].input_ids))
         device = next(self.parameters()).device
         for start in range(0, len(kept), batch_size):
             rows = kept[start : start + batch_size]
@@ -150,6 +155,9 @@ class RewardModel(nn.Module):
                 rewards[i] = reward
             if on_batch is not None:
                 on_batch(len(rows))
+        for i, e in enumerate(encoded):
+            if e is not None:
+                rewards[i] = rewards[first_of[(e.prompt_length, *e.input_ids)]]
         return rewards
 
     @torch.no_grad()
