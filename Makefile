@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch is pinned and installed first: an open range would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) bench/run.py
+
+bench-quick: $(VENV)/.bench-installed
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) runs
