@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from rewardkit.config import load_config
 from rewardkit.model import RewardModel
+from rewardkit import train as train_module
 from rewardkit.train import TrainingError, train
 
 from conftest import toy_pairs, write_jsonl
@@ -158,3 +159,33 @@ def test_prefix_sharing_is_refused_for_encoders(bert_dir, toy_data, tmp_path):
     config = load_config(None, ["train.share_prefix=true"], base=tiny_config(bert_dir, toy_data))
     with pytest.raises(TrainingError, match="needs a decoder backbone"):
         train(config, tmp_path / "enc", show_progress=False)
+
+
+def test_gradient_accumulation_and_checkpointing_train_the_same_model(llama_dir, toy_data, tmp_path):
+    base = tiny_config(llama_dir, toy_data, epochs=1)
+    variants = {"plain": [], "accumulated": ["train.gradient_accumulation_steps=4"],
+                "checkpointed": ["model.gradient_checkpointing=true"]}
+    for name, overrides in variants.items():
+        train(load_config(None, overrides, base=base), tmp_path / name, show_progress=False)
+    assert_same_weights(tmp_path / "plain" / "model", tmp_path / "accumulated" / "model", atol=1e-5)
+    assert_same_weights(tmp_path / "plain" / "model", tmp_path / "checkpointed" / "model", atol=1e-5)
+
+
+def test_early_stopping_keeps_the_best_model(llama_dir, toy_data, tmp_path, monkeypatch):
+    accuracies = iter([0.5, 0.9, 0.6, 0.7, 0.8])
+    real = train_module.evaluate_comparisons
+
+    def scripted(rm, comparisons, *, bootstrap=1000, seed=0):
+        metrics, rewards = real(rm, comparisons, bootstrap=bootstrap, seed=seed)
+        if bootstrap == 0:  # the periodic evaluations get scripted accuracies
+            metrics["overall"]["accuracy"] = next(accuracies)
+        return metrics, rewards
+
+    monkeypatch.setattr(train_module, "evaluate_comparisons", scripted)
+    config = tiny_config(llama_dir, toy_data, epochs=3, eval_every=1, early_stopping_patience=2)
+    result = train(load_config(None, [], base=config), tmp_path / "early", show_progress=False)
+    assert result.summary["steps"] == 4, "stops after two evaluations without improvement"
+    assert result.summary["best_step"] == 2 and result.summary["best_eval_accuracy"] == 0.9
+    log = [json.loads(line) for line in (tmp_path / "early" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["eval_accuracy"] for r in log if "eval_accuracy" in r] == [0.5, 0.9, 0.6, 0.7]
+    assert (tmp_path / "early" / "model" / "model.safetensors").is_file()

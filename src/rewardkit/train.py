@@ -138,6 +138,7 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
                 metrics, rewards = evaluate_comparisons(accelerator.unwrap_model(model), eval_set, bootstrap=0)
                 log.write(step + 1, eval_accuracy=metrics["overall"]["accuracy"])
                 if track_improvement(progress_state, metrics["overall"]["accuracy"]):
+                    progress_state["best_step"] = step + 1
                     if accelerator.is_main_process and peft_model is None:  # adapters are merged once, at the end
                         save_with_normalization(accelerator.unwrap_model(model), output_dir / "model", rewards)
                 elif cfg.early_stopping_patience and progress_state["evals_without_improvement"] >= cfg.early_stopping_patience:
@@ -156,7 +157,8 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
                                keep_best=bool(cfg.early_stopping_patience and peft_model is None))
         if metrics:
             write_json_atomic(output_dir / "metrics.json", metrics)
-    summary |= {"steps": progress_state["step"], "share_prefix": share_prefix, "train_seconds": round(elapsed, 1),
+    summary |= {"steps": progress_state["step"], "share_prefix": share_prefix,
+                "best_eval_accuracy": progress_state["best_eval_accuracy"], "best_step": progress_state.get("best_step"), "train_seconds": round(elapsed, 1),
                 "pairs_per_s": round(pairs_seen / elapsed, 2) if elapsed else None,
                 "processes": accelerator.num_processes, "precision": accelerator.mixed_precision}
     if accelerator.is_main_process:
@@ -208,7 +210,7 @@ def build_model(config: ModelConfig) -> tuple[RewardModel, object | None]:
     if config.disable_dropout:
         disable_dropout(rm.model)
     if config.gradient_checkpointing:
-        rm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        rm.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     peft_model = add_lora(rm, config.lora) if config.lora else None
     return rm, peft_model
 
