@@ -87,3 +87,18 @@ def test_identical_pairs_are_computed_once(saved_model, monkeypatch):
     rewards = rm.score(["q", "q", "other", "q"], ["a", "a", "a", "b"])
     assert sum(rows) == 3
     assert rewards[0] == rewards[1] and rewards[0] != rewards[3]
+
+
+def test_encoders_without_token_types_get_none(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from conftest import build_tokenizer
+
+    tokenizer = build_tokenizer(cls_token="[CLS]", sep_token="[SEP]", pad_token="<pad>")
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, type_vocab_size=1)
+    BertModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    rm = RewardModel.from_backbone(str(tmp_path), max_length=32)
+    assert rm.spec.token_type_ids is False
+    assert math.isfinite(rm.score(["q"], ["a"])[0])

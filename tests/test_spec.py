@@ -117,3 +117,14 @@ def test_spec_encoder_reports_untruncated_length(bert_rm):
     encoder = SpecEncoder(spec, bert_rm.tokenizer)
     assert encoder.length("cats " * 20, "ok") > 12
     assert len(encoder.encode("cats " * 20, "ok")) == 12
+
+
+def test_an_empty_prompt_renders(bert_rm, llama_rm):
+    for rm in (bert_rm, llama_rm):
+        assert rm.spec.encode(rm.tokenizer, [], "ok") is not None
+
+
+def test_special_token_strings_in_plain_text_stay_text(bert_rm):
+    encoded = bert_rm.spec.encode(bert_rm.tokenizer, "q", "hello [SEP] <pad>")
+    specials = {bert_rm.tokenizer.sep_token_id, bert_rm.tokenizer.pad_token_id}
+    assert sum(t in specials for t in encoded.input_ids) == 2, "only the spec's own two [SEP]"

@@ -189,3 +189,19 @@ def test_early_stopping_keeps_the_best_model(llama_dir, toy_data, tmp_path, monk
     log = [json.loads(line) for line in (tmp_path / "early" / "train_log.jsonl").read_text().splitlines()]
     assert [r["eval_accuracy"] for r in log if "eval_accuracy" in r] == [0.5, 0.9, 0.6, 0.7]
     assert (tmp_path / "early" / "model" / "model.safetensors").is_file()
+
+
+def test_weighted_pairs_give_the_same_model_however_the_batch_is_split(llama_dir, tmp_path):
+    records = [p.to_dict() | {"weight": 1 + (i % 3)} for i, p in enumerate(toy_pairs(48))]
+    data = write_jsonl(tmp_path / "weighted.jsonl", records)
+    base = tiny_config(llama_dir, data, epochs=1)
+    train(load_config(None, [], base=base), tmp_path / "whole", show_progress=False)
+    train(load_config(None, ["train.gradient_accumulation_steps=4"], base=base), tmp_path / "split", show_progress=False)
+    assert_same_weights(tmp_path / "whole" / "model", tmp_path / "split" / "model", atol=1e-5)
+
+
+def test_a_fresh_run_refuses_a_directory_with_old_checkpoints(llama_dir, toy_data, tmp_path):
+    (tmp_path / "run" / "checkpoint-000900").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoint-000900" / "progress.json").write_text("{}")
+    with pytest.raises(TrainingError, match="holds checkpoints of an earlier run"):
+        train(load_config(None, [], base=tiny_config(llama_dir, toy_data)), tmp_path / "run", show_progress=False)

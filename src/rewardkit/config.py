@@ -22,7 +22,6 @@ class LoraConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Modules that get adapters.")
     quantize_4bit: bool = Field(False, description="QLoRA: load the frozen backbone in 4-bit (needs bitsandbytes, CUDA).")
-    merge: bool = Field(True, description="Merge the adapters into the saved model (a stock HF directory).")
 
 
 class ModelConfig(Strict):
@@ -78,7 +77,7 @@ class TrainLoopConfig(Strict):
     share_prefix: bool | Literal["auto"] = Field(
         "auto", description="Compute the prompt shared by chosen and rejected once (decoders; auto: on for them)."
     )
-    stuck_loss_steps: int = Field(50, gt=0, description="Warn when the loss sits at ln 2 for this many logged steps.")
+    stuck_loss_steps: int = Field(50, gt=0, description="Warn when the loss sits at ln 2 for this many steps.")
     tensorboard: bool = False
 
     @model_validator(mode="after")
@@ -134,8 +133,12 @@ def apply_override(raw: dict, override: str) -> None:
 
 def resolve_source_paths(raw: dict, config_dir: Path) -> None:
     """Relative data paths in a config file are relative to that file (when such a file exists)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("data") or {}, dict):
+        raise ConfigError("a config is a mapping with model, data, optim and train sections")
     for split in ("train", "eval"):
         for source in (raw.get("data") or {}).get(split) or []:
+            if not isinstance(source, dict):
+                raise ConfigError(f"data.{split}: each source is a mapping like {{path: pairs.jsonl}}, not {source!r}")
             candidate = config_dir / str(source.get("path", ""))
-            if isinstance(source, dict) and not Path(source.get("path", "")).is_absolute() and candidate.exists():
+            if not Path(source.get("path", "")).is_absolute() and candidate.exists():
                 source["path"] = str(candidate.resolve())

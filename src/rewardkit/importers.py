@@ -9,6 +9,7 @@ the record's pairs as dicts with keys prompt, chosen, rejected, id, subset, marg
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -116,9 +117,13 @@ def _optional_number(record: dict, name: str) -> float | None:
         return None
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(number) or (name == "weight" and number <= 0):
+                raise DataError(f"field '{name}': {value!r} is not a {'positive ' if name == 'weight' else ''}finite number")
+            return number
     raise _wrong_type(name, "a number", value)
 
 

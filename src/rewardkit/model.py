@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -84,11 +85,15 @@ class RewardModel(nn.Module):
         return cls(model.eval(), tokenizer, spec)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write a stock Hugging Face directory (safetensors) plus the scoring spec."""
+        """Write a stock Hugging Face directory (safetensors) plus the scoring spec, replacing `directory` whole."""
         directory = Path(directory)
-        self.model.save_pretrained(directory, safe_serialization=True)
-        self.tokenizer.save_pretrained(directory)
-        self.spec.save(directory)
+        staging = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.model.save_pretrained(staging, safe_serialization=True)
+        self.tokenizer.save_pretrained(staging)
+        self.spec.save(staging)
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
 
     # ---- computing rewards --------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None, position_ids=None,
@@ -192,7 +197,7 @@ class RewardModel(nn.Module):
     def preference_probability(self, reward_a: float, reward_b: float) -> float:
         """P(a preferred over b) = sigmoid((reward_a - reward_b) / T), with the temperature fitted by
         `rewardkit eval --fit-temperature` (T = 1 when none was fitted)."""
-        return 1 / (1 + math.exp(-(reward_a - reward_b) / (self.spec.temperature or 1.0)))
+        return torch.sigmoid(torch.tensor((reward_a - reward_b) / (self.spec.temperature or 1.0))).item()
 
     def score_messages(self, conversations: Sequence[list[dict]], **kwargs) -> list[float]:
         """Rewards for whole conversations; the last message (an assistant turn) is the scored response."""
@@ -213,7 +218,8 @@ def backbone_tokenizer_and_spec(backbone: str, *, max_length: int, format: str =
     ensure_pad_token(tokenizer)
     config = AutoConfig.from_pretrained(path, **kwargs)
     is_encoder = config.model_type in ENCODER_TYPES and not getattr(config, "is_decoder", False)
-    spec = spec_for_tokenizer(tokenizer, backbone=backbone, is_encoder=is_encoder, max_length=max_length, format=format)
+    spec = spec_for_tokenizer(tokenizer, backbone=backbone, is_encoder=is_encoder, max_length=max_length, format=format,
+                              token_types=getattr(config, "type_vocab_size", 1) > 1)
     return tokenizer, spec
 
 

@@ -77,7 +77,7 @@ class ScoringSpec(BaseModel):
         if self.format == "plain":
             return render_plain(prompt_messages), render_plain(response_messages, leading_role=False)
         kwargs = {"chat_template": self.chat_template, "tokenize": False}
-        head = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, **kwargs)
+        head = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, **kwargs) if prompt_messages else ""
         full = tokenizer.apply_chat_template(prompt_messages + response_messages, **kwargs)
         if not full.startswith(head):
             raise ValueError("the chat template renders the prompt differently once a response follows it")
@@ -86,9 +86,14 @@ class ScoringSpec(BaseModel):
     def encode_batch(self, tokenizer, prompts: Sequence, responses: Sequence) -> list[EncodedPair | None]:
         """Token ids for each (prompt, response); None where the response alone exceeds `max_length`."""
         rendered = [self.render(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
-        prompt_ids = tokenizer([p for p, _ in rendered], add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer([r for _, r in rendered], add_special_tokens=False)["input_ids"]
+        prompt_ids, response_ids = (self.tokenize(tokenizer, texts) for texts in zip(*rendered)) if rendered else ([], [])
         return [self.assemble(tokenizer, p, r) for p, r in zip(prompt_ids, response_ids)]
+
+    def tokenize(self, tokenizer, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of rendered texts. In plain format, special-token strings inside user text stay text (the
+        special tokens come only from the spec); a chat template's own markers are special tokens by design."""
+        split = self.format == "plain"
+        return tokenizer(list(texts), add_special_tokens=False, split_special_tokens=split)["input_ids"]
 
     def encode(self, tokenizer, prompt, response) -> EncodedPair | None:
         return self.encode_batch(tokenizer, [prompt], [response])[0]
@@ -110,8 +115,7 @@ class ScoringSpec(BaseModel):
         """Tokens the pair would take without truncation."""
         prompt_text, response_text = self.render(tokenizer, prompt, response)
         specials = sum(len(t) for t in self.special_token_lists())
-        count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-        return specials + count(prompt_text) + count(response_text)
+        return specials + sum(len(ids) for ids in self.tokenize(tokenizer, [prompt_text, response_text]))
 
     def normalize(self, reward: float) -> float:
         """Z-score a raw reward with the stored statistics (then clip, when a clip range is set)."""
@@ -165,6 +169,8 @@ def render_plain(messages: list[dict], leading_role: bool = True) -> str:
 
     A lone message rendered without its role (the response) is its bare content.
     """
+    if not messages:
+        return ""
     if not leading_role and len(messages) == 1:
         return messages[0]["content"]
     turns = [f"{ROLE_NAMES.get(m['role'], m['role'])}: {m['content']}" for m in messages]
@@ -178,19 +184,24 @@ def spec_for_tokenizer(
     is_encoder: bool,
     max_length: int,
     format: Literal["auto", "chat_template", "plain"] = "auto",
+    token_types: bool = True,
 ) -> ScoringSpec:
-    """The natural spec for a backbone: [CLS] prompt [SEP] response [SEP] for encoders; for decoders the chat
-    template when the tokenizer has one (else plain text), the BOS the tokenizer adds, and EOS in plain format."""
+    """The natural spec for a backbone: [CLS] prompt [SEP] response [SEP] for encoders (token types when the model
+    has them); for decoders the chat template when the tokenizer has one (else plain text), the BOS the tokenizer
+    adds unless the template writes it itself, and EOS in plain format."""
     if format == "auto":
         format = "chat_template" if tokenizer.chat_template and not is_encoder else "plain"
     if format == "chat_template" and not tokenizer.chat_template:
         raise ValueError(f"{backbone} has no chat template; use format: plain")
     if is_encoder:
         cls, sep = tokenizer.cls_token, tokenizer.sep_token
-        layout = {"prefix_tokens": [cls], "separator_tokens": [sep], "suffix_tokens": [sep], "token_type_ids": True}
+        layout = {"prefix_tokens": [cls], "separator_tokens": [sep], "suffix_tokens": [sep], "token_type_ids": token_types}
         pooling = "first"
     else:
         adds_bos = tokenizer.bos_token is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+        if adds_bos and format == "chat_template":
+            sample = tokenizer.apply_chat_template([{"role": "user", "content": "a"}], tokenize=False)
+            adds_bos = not sample.startswith(tokenizer.bos_token)
         eos = [tokenizer.eos_token] if format == "plain" and tokenizer.eos_token else []
         layout = {"prefix_tokens": [tokenizer.bos_token] if adds_bos else [], "suffix_tokens": eos}
         pooling = "last"

@@ -59,6 +59,10 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
     output_dir = Path(output_dir)
     cfg = config.train
     accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), log_with=None)
+    check_distributed_type(accelerator)
+    if not cfg.resume and checkpoint.list_checkpoints(output_dir):
+        raise TrainingError(f"{output_dir} holds checkpoints of an earlier run: resume it with train.resume=latest, "
+                            "or choose a new --output-dir")
     seed_everything(cfg.seed)
     rm, peft_model = build_model(config.model)
     data = load_training_data(config, cfg.seed)
@@ -81,7 +85,7 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
     progress_state = {"step": 0, "best_eval_accuracy": None, "evals_without_improvement": 0}
     if cfg.resume:
         found = checkpoint.find_checkpoint(output_dir, cfg.resume)
-        progress_state = checkpoint.load_checkpoint(found, accelerator.unwrap_model(model), optimizer, scheduler)
+        progress_state = checkpoint.load_checkpoint(found, unwrap(accelerator, model), optimizer, scheduler)
         warn_on_config_change(accelerator, progress_state.get("config"), config)
         accelerator.print(f"resumed from {found} at step {progress_state['step']}")
     if accelerator.is_main_process:
@@ -105,7 +109,7 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
                 with nullcontext() if syncing else accelerator.no_sync(model):
                     rewards_chosen, rewards_rejected = comparison_rewards(model, rm, micro, accelerator.device,
                                                                           share_prefix=share_prefix)
-                    loss = pair_loss(rewards_chosen, rewards_rejected, micro, cfg) * len(micro) / len(local)
+                    loss = pair_loss(rewards_chosen, rewards_rejected, micro, cfg, batch, accelerator.num_processes)
                     accelerator.backward(loss)
                 loss_sum += loss.detach()
                 correct += (rewards_chosen > rewards_rejected).sum().detach()
@@ -134,13 +138,13 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
                 log.write(step + 1, loss=step_loss, accuracy=step_accuracy, lr=scheduler.get_last_lr()[0],
                           epoch=round((step + 1) / steps_per_epoch, 4), pairs_per_s=round(pairs_seen / elapsed, 3))
             progress_state["step"] = step + 1
-            if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and eval_set:
-                metrics, rewards = evaluate_comparisons(accelerator.unwrap_model(model), eval_set, bootstrap=0)
+            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total_steps) and eval_set:
+                metrics, rewards = evaluate_comparisons(unwrap(accelerator, model), eval_set, bootstrap=0)
                 log.write(step + 1, eval_accuracy=metrics["overall"]["accuracy"])
                 if track_improvement(progress_state, metrics["overall"]["accuracy"]):
                     progress_state["best_step"] = step + 1
                     if accelerator.is_main_process and peft_model is None:  # adapters are merged once, at the end
-                        save_with_normalization(accelerator.unwrap_model(model), output_dir / "model", rewards)
+                        save_with_normalization(unwrap(accelerator, model), output_dir / "model", rewards)
                 elif cfg.early_stopping_patience and progress_state["evals_without_improvement"] >= cfg.early_stopping_patience:
                     accelerator.print(f"early stopping at step {step + 1}: no eval improvement in "
                                       f"{cfg.early_stopping_patience} evaluations")
@@ -148,13 +152,14 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and accelerator.is_main_process:
                 progress_state["config"] = config.model_dump(mode="json")
                 checkpoint.save_checkpoint(output_dir / f"{checkpoint.PREFIX}{step + 1:06d}",
-                                           accelerator.unwrap_model(model), optimizer, scheduler, progress_state)
+                                           unwrap(accelerator, model), optimizer, scheduler, progress_state)
                 checkpoint.prune_checkpoints(output_dir, cfg.keep_checkpoints)
             accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - start_time
     if accelerator.is_main_process:
-        metrics = finish_model(accelerator.unwrap_model(model), peft_model, output_dir / "model", eval_set,
-                               keep_best=bool(cfg.early_stopping_patience and peft_model is None))
+        keep_best = cfg.early_stopping_patience and peft_model is None and progress_state["best_eval_accuracy"] is not None
+        metrics = finish_model(unwrap(accelerator, model), peft_model, output_dir / "model", eval_set,
+                               keep_best=bool(keep_best))
         if metrics:
             write_json_atomic(output_dir / "metrics.json", metrics)
     summary |= {"steps": progress_state["step"], "share_prefix": share_prefix,
@@ -256,7 +261,7 @@ def load_training_data(config: TrainConfig, seed: int) -> TrainingData:
         eval_pairs = split.eval
     if not split.train:
         raise TrainingError("no usable training pairs: see `rewardkit data audit` for what the sources hold")
-    summary = {"sources": train_notes | eval_notes, "prepare": split.stats,
+    summary = {"sources": {"train": train_notes, "eval": eval_notes}, "prepare": split.stats,
                "train_pairs": len(split.train), "eval_pairs": len(eval_pairs)}
     return TrainingData(split.train, eval_pairs if data.eval else split.eval, summary)
 
@@ -269,7 +274,7 @@ def load_sources(sources, on_bad_record: str, seed: int) -> tuple[list[Preferenc
         loaded = result.pairs
         if source.max_pairs and len(loaded) > source.max_pairs:
             loaded = random.Random(seed).sample(loaded, source.max_pairs)
-        notes[source.subset or source.path] = {"pairs": len(loaded), "loaded": len(result.pairs),
+        notes[source.path] = {"subset": source.subset, "pairs": len(loaded), "loaded": len(result.pairs),
                                                "skipped": len(result.skipped), **result.notes,
                                                "skip_reasons": [f"{s.location}: {s.reason}" for s in result.skipped[:20]]}
         pairs.extend(loaded)
@@ -302,15 +307,35 @@ def build_optimizer(rm: RewardModel, config: TrainConfig) -> torch.optim.Optimiz
 
 
 # ---- loop helpers ---------------------------------------------------------------------------------------------------
-def pair_loss(rewards_chosen, rewards_rejected, micro: list[EncodedComparison], cfg) -> torch.Tensor:
+def pair_loss(rewards_chosen, rewards_rejected, micro: list[EncodedComparison], cfg, batch: list[EncodedComparison],
+              processes: int) -> torch.Tensor:
+    """This micro-batch's share of the global batch's (weighted) mean loss, scaled so that DDP's average over
+    processes and the sum over accumulated micro-batches give exactly that mean, however the batch is split."""
     device = rewards_chosen.device
     margin = weight = None
     if cfg.use_margin:
         margin = torch.tensor([c.pair.margin or 0.0 for c in micro], device=device)
     if any(c.pair.weight is not None for c in micro):
         weight = torch.tensor([1.0 if c.pair.weight is None else c.pair.weight for c in micro], device=device)
-    return bradley_terry_loss(rewards_chosen, rewards_rejected, margin=margin, weight=weight,
+    loss = bradley_terry_loss(rewards_chosen, rewards_rejected, margin=margin, weight=weight,
                               center_rewards_coefficient=cfg.center_rewards_coefficient)
+    return loss * processes * pair_weight(micro) / pair_weight(batch)
+
+
+def pair_weight(comparisons: list[EncodedComparison]) -> float:
+    return sum(1.0 if c.pair.weight is None else c.pair.weight for c in comparisons)
+
+
+def unwrap(accelerator: Accelerator, model) -> RewardModel:
+    """The bare reward model, without the autocast wrapper: evaluation and saving run in full precision."""
+    return accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+
+
+def check_distributed_type(accelerator: Accelerator) -> None:
+    """Checkpoints and exports gather nothing: sharded setups (DeepSpeed ZeRO, FSDP) would save partial state."""
+    kind = accelerator.distributed_type.value
+    if kind in ("DEEPSPEED", "FSDP", "MEGATRON_LM"):
+        raise TrainingError(f"{kind} is not supported yet: launch with plain DDP (accelerate launch --multi_gpu)")
 
 
 class EpochBatches:
@@ -350,7 +375,7 @@ def warn_on_config_change(accelerator, saved: dict | None, config: TrainConfig) 
 def finish_model(rm: RewardModel, peft_model, directory: Path, eval_set: list[EncodedComparison], *,
                  keep_best: bool) -> dict | None:
     """Save the final model (LoRA merged; or keep the best one already saved) and return its held-out metrics."""
-    if keep_best and directory.is_dir():
+    if keep_best:
         rm = RewardModel.from_pretrained(directory)
     elif peft_model is not None:
         rm.model = peft_model.merge_and_unload()
