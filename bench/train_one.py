@@ -5,7 +5,8 @@
 
 Both systems start from the same weights (the backbone with the same seeded score head), see the same pairs,
 and use AdamW, cosine schedule with 5% warmup, gradient clipping at 1.0, no dropout, one epoch, fp32 on CPUs
-without fast bf16. Throughput counts the training loop only (not loading or tokenizing).
+without fast bf16, and the same gradient checkpointing setting (TRL's RewardConfig turns it on by default;
+`--gradient-checkpointing` turns it on for both). Throughput counts the training loop only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def run_rewardkit(args) -> dict:
     from rewardkit.train import train
 
     config = load_config(None, [], base={
-        "model": {"backbone": args.backbone, "max_length": args.max_length},
+        "model": {"backbone": args.backbone, "max_length": args.max_length,
+                  "gradient_checkpointing": args.gradient_checkpointing},
         "data": {"train": [{"path": args.train}], "eval": [{"path": args.eval}]},
         "optim": {"lr": args.lr, "warmup_ratio": WARMUP, "schedule": "cosine", "max_grad_norm": 1.0},
         "train": {"batch_size": args.batch_size, "epochs": 1, "seed": SEED, "log_every": 10**6},
@@ -70,7 +72,7 @@ def run_trl(args) -> dict:
         per_device_eval_batch_size=32, num_train_epochs=1, learning_rate=args.lr, lr_scheduler_type="cosine",
         warmup_steps=WARMUP, max_grad_norm=1.0, weight_decay=0.0, max_length=args.max_length, seed=SEED,
         eos_token=rm.tokenizer.eos_token or rm.tokenizer.sep_token, report_to=[], save_strategy="no", eval_strategy="no", logging_steps=10**6, disable_dropout=True,
-        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        gradient_checkpointing=args.gradient_checkpointing, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), dataloader_num_workers=0,
     )
     trainer = RewardTrainer(model=rm.model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                             processing_class=rm.tokenizer)
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args()
     result = run_rewardkit(args) if args.system == "rewardkit" else run_trl(args)
     result["pairs_per_s"] = result["pairs"] / result["seconds"]
