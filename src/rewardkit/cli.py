@@ -87,8 +87,10 @@ def run_training(config, output_dir: Path) -> None:
     quiet_transformers()
     result = train_model(config, output_dir)
     summary = result.summary
-    console.print(f"trained on {summary['train_pairs']} pairs in {summary['train_seconds']} s "
-                  f"({summary['pairs_per_s']} pairs/s, {summary['precision']})")
+    precision = "bf16 autocast" if summary["precision"] == "bf16" else "fp32"
+    console.print(f"trained on {summary['trained_pairs']} pairs ({summary['dropped_too_long']['train']} dropped: a "
+                  f"response longer than max_length) in {summary['train_seconds']} s: {summary['pairs_per_s']} pairs/s, "
+                  f"{precision}")
     if result.metrics:
         from rewardkit.report import ModelResult, console_table
 

@@ -285,6 +285,7 @@ def encode_training_data(rm: RewardModel, data: TrainingData):
     train_set, dropped_train = encode_comparisons(rm, data.train)
     eval_set, dropped_eval = encode_comparisons(rm, data.eval)
     summary = data.summary | {"dropped_too_long": {"train": dropped_train, "eval": dropped_eval},
+                              "trained_pairs": len(train_set), "evaluated_pairs": len(eval_set),
                               "spec": rm.spec.model_dump(mode="json", exclude={"chat_template"})}
     return train_set, eval_set, summary
 
