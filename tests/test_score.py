@@ -43,7 +43,9 @@ def test_score_file_adds_rewards_equal_to_the_library(trained_dir, tmp_path):
     [
         ({"prompt": "q"}, "in.jsonl:1: missing field 'response'"),
         ({"messages": [{"role": "user", "content": "q"}]}, "in.jsonl:1: field 'messages' must end with the assistant"),
-        ({"prompt": 3, "response": "a"}, "in.jsonl:1: field 'prompt' must be text"),
+        ({"prompt": 3, "response": "a"}, "in.jsonl:1: field 'prompt': expected a string or a list of messages"),
+        ({"prompt": ["hi"], "response": "a"}, r"in.jsonl:1: field 'prompt\[0\]': expected a message"),
+        ({"messages": [{"role": "assistant"}]}, r"in.jsonl:1: field 'messages\[0\].content': missing"),
     ],
 )
 def test_bad_records_name_file_line_and_field(trained_dir, tmp_path, record, message):
@@ -51,3 +53,10 @@ def test_bad_records_name_file_line_and_field(trained_dir, tmp_path, record, mes
     with pytest.raises(DataError, match=message):
         score_file(rm, write_jsonl(tmp_path / "in.jsonl", [record]), tmp_path / "out.jsonl")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_normalize_without_statistics_fails_before_scoring(trained_dir, tmp_path):
+    rm = RewardModel.from_pretrained(trained_dir)
+    with pytest.raises(ValueError, match="no normalization statistics"):
+        score_file(rm, write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "response": "a"}]), tmp_path / "o.jsonl",
+                   normalize=True)

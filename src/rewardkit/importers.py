@@ -66,28 +66,28 @@ def _message(value: Any, field_name: str) -> Message:
     return {"role": role, "content": _string(_require(value, "content", field_name), f"{field_name}.content")}
 
 
-def _messages(value: Any, field_name: str) -> list[Message]:
+def parse_messages(value: Any, field_name: str) -> list[Message]:
     if not isinstance(value, list):
         raise _wrong_type(field_name, "a list of messages", value)
     return [_message(item, f"{field_name}[{i}]") for i, item in enumerate(value)]
 
 
-def _prompt(value: Any, field_name: str) -> Text:
+def parse_prompt(value: Any, field_name: str) -> Text:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return _messages(value, field_name)
+        return parse_messages(value, field_name)
     raise _wrong_type(field_name, "a string or a list of messages", value)
 
 
-def _response(value: Any, field_name: str) -> Text:
+def parse_response(value: Any, field_name: str) -> Text:
     """A reply: a non-blank string, or one or more assistant messages (a lone message dict is accepted)."""
     if isinstance(value, str):
         return _string(value, field_name, response=True)
     if isinstance(value, dict):
         messages = [_message(value, field_name)]
     elif isinstance(value, list):
-        messages = _messages(value, field_name)
+        messages = parse_messages(value, field_name)
     else:
         raise _wrong_type(field_name, "a string or assistant messages", value)
     if any(message["role"] != "assistant" for message in messages):
@@ -166,11 +166,11 @@ Importer = Callable[[dict, str | None, Counter], list[PairRecord]]
 def _import_pairs(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
     """Explicit prompt: `prompt` (text or messages) or OpenAI-style `messages`, with `chosen` and `rejected`."""
     if "messages" in record:
-        prompt = _messages(record["messages"], "messages")
+        prompt = parse_messages(record["messages"], "messages")
     else:
-        prompt = _prompt(_require(record, "prompt"), "prompt")
-    chosen = _response(_require(record, "chosen"), "chosen")
-    rejected = _response(_require(record, "rejected"), "rejected")
+        prompt = parse_prompt(_require(record, "prompt"), "prompt")
+    chosen = parse_response(_require(record, "chosen"), "chosen")
+    rejected = parse_response(_require(record, "rejected"), "rejected")
     return [_pair_record(record, default_id, prompt, chosen, rejected)]
 
 
@@ -195,11 +195,11 @@ def _hh_messages(prompt_text: str) -> list[Message]:
 
 def _split_messages(value: Any, field_name: str) -> tuple[list[Message], Text]:
     """Message transcript -> (the messages before the last assistant message, that message)."""
-    messages = _messages(value, field_name)
+    messages = parse_messages(value, field_name)
     last = max((i for i, message in enumerate(messages) if message["role"] == "assistant"), default=None)
     if last is None:
         raise DataError(f"field '{field_name}': no assistant message")
-    return messages[:last], _response(messages[last:], field_name)
+    return messages[:last], parse_response(messages[last:], field_name)
 
 
 def _import_implicit(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
@@ -234,7 +234,7 @@ def _import_sharegpt(record: dict, default_id: str | None, notes: Counter) -> li
     replies = []
     for side in ("chosen", "rejected"):
         value = _require(record, side)
-        replies.append(_response(_sharegpt_message(value, side) if isinstance(value, dict) else value, side))
+        replies.append(parse_response(_sharegpt_message(value, side) if isinstance(value, dict) else value, side))
     return [_pair_record(record, default_id, prompt, *replies)]
 
 
@@ -262,7 +262,7 @@ def _import_ranked(record: dict, default_id: str | None, notes: Counter) -> list
     outputs = _require(record, "output")
     if not isinstance(outputs, list) or len(outputs) < 2:
         raise DataError("field 'output': expected a list of at least 2 responses, best first")
-    replies = [_response(output, f"output[{i}]") for i, output in enumerate(outputs)]
+    replies = [parse_response(output, f"output[{i}]") for i, output in enumerate(outputs)]
     pairs = [
         _pair_record(record, default_id, prompt, replies[i], replies[j], id_suffix=f"-{i}>{j}")
         for i, j in itertools.combinations(range(len(replies)), 2)

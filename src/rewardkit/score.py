@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from rewardkit.data import DataError, read_records
+from rewardkit.importers import parse_messages, parse_prompt, parse_response
 from rewardkit.io import write_jsonl_atomic
 from rewardkit.model import RewardModel
 
@@ -19,6 +20,9 @@ from rewardkit.model import RewardModel
 def score_file(rm: RewardModel, input: str | Path, output: str | Path, *, batch_size: int = 32,
                normalize: bool = False) -> int:
     """Score every record of `input` and write `output` atomically; returns the number of records."""
+    if normalize and rm.spec.normalization is None:
+        raise ValueError("this model has no normalization statistics (it was trained without held-out pairs); "
+                         "score without --normalize")
     records = list(read_records(input))
     if not records:
         raise DataError(f"{input}: no records to score")
@@ -29,20 +33,19 @@ def score_file(rm: RewardModel, input: str | Path, output: str | Path, *, batch_
 
 
 def prompt_and_response(location: str, record: dict):
-    """(prompt, response) of one input record; a clear error naming the record when neither layout fits."""
-    if "messages" in record:
-        messages = record["messages"]
-        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
-            raise DataError(f"{location}: field 'messages' must be a non-empty list of {{role, content}} messages")
-        if messages[-1].get("role") != "assistant":
-            raise DataError(f"{location}: field 'messages' must end with the assistant reply to score")
-        return messages[:-1], messages[-1:]
-    for field in ("prompt", "response"):
-        if field not in record:
-            raise DataError(f"{location}: missing field '{field}' (records need prompt + response, or messages)")
-        if not isinstance(record[field], (str, list)):
-            raise DataError(f"{location}: field '{field}' must be text or a list of messages")
-    return record["prompt"], record["response"]
+    """(prompt, response) of one input record, checked as the importers check pairs; errors name the record."""
+    try:
+        if "messages" in record:
+            messages = parse_messages(record["messages"], "messages")
+            if not messages or messages[-1]["role"] != "assistant":
+                raise DataError("field 'messages' must end with the assistant reply to score")
+            return messages[:-1], parse_response(messages[-1:], "messages")
+        for field in ("prompt", "response"):
+            if field not in record:
+                raise DataError(f"missing field '{field}' (records need prompt + response, or messages)")
+        return parse_prompt(record["prompt"], "prompt"), parse_response(record["response"], "response")
+    except DataError as err:
+        raise DataError(f"{location}: {err}") from None
 
 
 def with_reward(rm: RewardModel, record: dict, reward: float, normalize: bool) -> dict:
