@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,13 @@ from rewardkit.data import (
     DataError,
     PreferencePair,
     audit_preferences,
+    fleiss_kappa,
     load_preferences,
     prepare_preferences,
     prompt_key,
     read_records,
     save_preferences,
+    split_by_prompt,
 )
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -244,6 +247,36 @@ def test_audit_with_encoder_reports_truncation_drops_and_percentiles():
     assert tokens["length_percentiles"] == {"p50": 9, "p90": 10, "p99": 10, "max": 10}
 
 
+def test_fleiss_kappa_matches_the_worked_example():
+    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+             [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    assert fleiss_kappa(table) == pytest.approx(0.210, abs=5e-4)  # Wikipedia's example: 10 items, 14 raters
+    assert fleiss_kappa([[3, 0], [0, 3]]) == 1.0
+    with pytest.raises(ValueError, match="same number"):
+        fleiss_kappa([[3, 0], [1, 1]])
+    with pytest.raises(ValueError, match="undefined"):
+        fleiss_kappa([[3, 0], [3, 0]])
+
+
+def voted(chosen, votes):
+    return PreferencePair("p", chosen, "b", id=chosen, votes=votes)
+
+
+def test_audit_agreement_counts_every_voted_item_given_the_load_votes():
+    pairs = [voted("a", (1, 1, 1)), voted("c", (1, 1, 2))]
+    items = [(1, 1, 1), (2, 2, 1), (0, 0, 1), (0, 1, 2)]  # LoadResult.votes: a tie and a split dropped on loading
+    agreement = audit_preferences(pairs, votes=items)["agreement"]
+    assert agreement["items_with_votes"] == 4
+    assert agreement["majority_strength"] == {"3/3": 1, "2/3": 2, "1/3": 1}
+    assert (agreement["tie_majority"], agreement["no_majority"]) == (1, 1)
+    assert agreement["mean_agreement"] == pytest.approx((1 + 2 / 3 + 2 / 3 + 1 / 3) / 4)
+    assert agreement["fleiss_kappa"] == pytest.approx(fleiss_kappa([[3, 0, 0], [1, 2, 0], [1, 0, 2], [1, 1, 1]]))
+    assert audit_preferences(pairs)["agreement"]["items_with_votes"] == 2  # without votes=: the pairs' own
+    assert audit_preferences([voted("a", (1, 1, 1))])["agreement"]["fleiss_kappa"] is None  # undefined
+    assert "agreement" not in audit_preferences([pair("p", "a", "b")])
+    json.dumps(audit_preferences(pairs, votes=items))
+
+
 # ------------------------------------------------------------------------------------------------------- split
 
 
@@ -277,6 +310,35 @@ def test_prepare_keeps_one_prompt_for_training_and_rejects_bad_fractions():
     assert len(split.train) == 3 and split.eval == []
     with pytest.raises(ValueError, match="eval_fraction"):
         prepare_preferences([], eval_fraction=1.0)
+
+
+def test_split_by_prompt_keeps_prompts_whole_and_is_deterministic():
+    pairs = many_prompts(100, pairs_per_prompt=3)
+    train, held_out = split_by_prompt(pairs, 0.2, seed=4)
+    assert not {prompt_key(p.prompt) for p in train} & {prompt_key(p.prompt) for p in held_out}
+    assert len(train) + len(held_out) == 300 and 57 <= len(held_out) <= 63
+    assert (train, held_out) == split_by_prompt(pairs, 0.2, seed=4)
+    assert {p.id for p in held_out} == {p.id for p in split_by_prompt(pairs[::-1], 0.2, seed=4)[1]}  # order-free
+    assert held_out != split_by_prompt(pairs, 0.2, seed=5)[1]
+    with pytest.raises(ValueError, match="eval_fraction"):
+        split_by_prompt(pairs, 1.0, seed=0)
+
+
+def test_split_by_prompt_uses_a_group_when_records_have_one():
+    @dataclass(frozen=True)
+    class Rated:
+        prompt: str
+        group: str | None
+
+    records = [Rated(f"variant {i} of question {i % 10}", f"q{i % 10}") for i in range(100)]
+    train, held_out = split_by_prompt(records, 0.3, seed=0)
+    assert held_out and not {r.group for r in train} & {r.group for r in held_out}
+
+
+def test_prepare_splits_exactly_like_split_by_prompt():
+    pairs = many_prompts(50, pairs_per_prompt=2)
+    split = prepare_preferences(pairs, eval_fraction=0.2, seed=7)
+    assert (split.train, split.eval) == split_by_prompt(pairs, 0.2, seed=7)
 
 
 # ------------------------------------------------------------------------------------------ real upstream files
@@ -319,3 +381,19 @@ def test_real_pandalm_majority_and_non_string_responses():
     assert result.notes["ties_dropped"] == 103
     assert len(result.pairs) + len(result.skipped) + result.notes["ties_dropped"] == 999
     assert {p.subset for p in result.pairs} == {"pandalm"}
+
+
+@needs_real_data
+def test_real_pandalm_agreement_and_tie_options():
+    path = REAL_DATA / "pandalm-testset-v1.json"
+    result = load_preferences(path, on_bad_record="skip")
+    assert result.notes == {"records": 999, "ties_dropped": 103, "kept_with_2_of_3_votes": 94}
+    agreement = audit_preferences(result.pairs, votes=result.votes)["agreement"]
+    assert agreement["items_with_votes"] == 939  # 999 less 60 bad records (empty or non-string responses)
+    assert agreement["majority_strength"] == {"3/3": 826, "2/3": 113}
+    assert (agreement["tie_majority"], agreement["no_majority"]) == (103, 0)
+    assert agreement["fleiss_kappa"] == pytest.approx(0.8645, abs=1e-4)
+    kept = load_preferences(path, on_bad_record="skip", ties="keep")
+    assert sum(p.tie for p in kept.pairs) == 103 and len(kept.pairs) == len(result.pairs) + 103
+    unanimous = load_preferences(path, on_bad_record="skip", min_agreement=1.0)
+    assert len(unanimous.pairs) == 836 - 94 and unanimous.notes["below_min_agreement"] == 94

@@ -193,3 +193,101 @@ def test_to_dict_round_trips_and_leaves_out_unset_fields():
     assert PreferencePair.from_dict(record) == pair
     with pytest.raises(DataError, match="field 'id': missing"):
         PreferencePair.from_dict({"prompt": "p", "chosen": "a", "rejected": "b"})
+
+
+# ------------------------------------------------------------------------------------------ ties, votes, strength
+
+PAIR_RECORD = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}
+
+
+def test_pandalm_defaults_count_exactly_as_before_and_keep_every_items_votes(tmp_path):
+    records = [pandalm_record([2, 2, 1]), pandalm_record([1, 1, 1]), pandalm_record([0, 0, 2]),
+               pandalm_record([0, 1, 2])]
+    result = load(tmp_path, records)
+    assert result.notes == {"records": 4, "kept_with_2_of_3_votes": 1, "ties_dropped": 1, "no_majority_dropped": 1}
+    assert result.votes == [(2, 2, 1), (1, 1, 1), (0, 0, 2), (0, 1, 2)]  # each record's own order
+    assert [(p.votes, p.tie, p.weight) for p in result.pairs] == [((1, 1, 2), False, None), ((1, 1, 1), False, None)]
+    assert [p.agreement for p in result.pairs] == [2 / 3, 1.0]
+
+
+def test_pandalm_ties_keep_makes_a_tie_pair_with_response1_chosen(tmp_path):
+    result = load(tmp_path, [pandalm_record([0, 0, 2]), pandalm_record([0, 1, 2])], ties="keep")
+    (tie,) = result.pairs
+    assert tie.tie and tie.votes == (0, 0, 2) and tie.chosen[0]["content"] == "first"
+    assert result.notes == {"records": 2, "kept_with_2_of_3_votes": 1, "no_majority_dropped": 1}
+
+
+def test_min_agreement_and_weight_by_agreement(tmp_path):
+    records = [pandalm_record([2, 2, 1]), pandalm_record([1, 1, 1])]
+    strict = load(tmp_path, records, min_agreement=0.9)
+    assert [p.votes for p in strict.pairs] == [(1, 1, 1)]
+    assert strict.notes["below_min_agreement"] == 1 and "kept_with_2_of_3_votes" not in strict.notes
+    assert [p.weight for p in load(tmp_path, records, weight_by_agreement=True).pairs] == [pytest.approx(2 / 3), 1.0]
+    pairs = [{**PAIR_RECORD, "votes": [1, 1, 0], "weight": 3}, {**PAIR_RECORD, "weight": 3}]
+    assert [p.weight for p in load(tmp_path, pairs, weight_by_agreement=True).pairs] == [pytest.approx(2.0), 3.0]
+    with pytest.raises(ValueError, match="min_agreement"):
+        load(tmp_path, records, min_agreement=1.5)
+    with pytest.raises(ValueError, match="ties"):
+        load(tmp_path, records, ties="half")
+
+
+def test_pairs_tie_and_votes_follow_the_options(tmp_path):
+    records = [{**PAIR_RECORD, "tie": True, "votes": [0, 0, 1]}, {**PAIR_RECORD, "votes": [1, 1, 0, 2]}]
+    default = load(tmp_path, records)
+    assert [p.votes for p in default.pairs] == [(1, 1, 0, 2)] and default.notes["ties_dropped"] == 1
+    assert default.pairs[0].agreement == 0.5 and default.notes["kept_with_2_of_4_votes"] == 1
+    assert default.votes == [(0, 0, 1), (1, 1, 0, 2)]
+    kept = load(tmp_path, records, ties="keep")
+    assert [p.tie for p in kept.pairs] == [True, False]
+
+
+def test_csv_tie_cells_and_strength(tmp_path):
+    path = tmp_path / "prefs.csv"
+    path.write_text("prompt,chosen,rejected,tie,preference_strength\np,a,b,true,\nq,c,d,,2\n", encoding="utf-8")
+    pairs = load_preferences(path, ties="keep").pairs
+    assert [(p.tie, p.margin) for p in pairs] == [(True, None), (False, pytest.approx(2 / 3))]
+
+
+@pytest.mark.parametrize("strength, margin", [
+    (1, 1 / 3), (2, 2 / 3), (3, 1.0), ("significantly better", 1.0), ("Better", 2 / 3), ("slightly better", 1 / 3),
+    ("negligibly better", 0.0), ("unsure", 0.0),
+])
+def test_preference_strength_becomes_the_margin(tmp_path, strength, margin):
+    (pair,) = load(tmp_path, [{**PAIR_RECORD, "preference_strength": strength}]).pairs
+    assert pair.margin == pytest.approx(margin)
+
+
+def test_margin_wins_over_preference_strength(tmp_path):
+    (pair,) = load(tmp_path, [{**PAIR_RECORD, "preference_strength": 3, "margin": 0.5}]).pairs
+    assert pair.margin == 0.5
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"preference_strength": -2}, r"field 'preference_strength': -2 is not 1 to 3 \(positive"),
+    ({"preference_strength": 0}, r"field 'preference_strength': 0 is not 1 to 3"),
+    ({"preference_strength": 4}, r"field 'preference_strength': 4 is not 1 to 3"),
+    ({"preference_strength": "much better"}, r"field 'preference_strength': expected an integer 1 to 3 or one of"),
+    ({"preference_strength": 1.5}, r"field 'preference_strength': expected an integer"),
+    ({"preference_strength": True}, r"field 'preference_strength': expected an integer"),
+    ({"votes": [1, 3]}, r"field 'votes\[1\]': expected 0 \(tie\), 1 or 2, got 3"),
+    ({"votes": [1, True]}, r"field 'votes\[1\]': expected 0 \(tie\), 1 or 2, got True"),
+    ({"votes": []}, r"field 'votes': expected a non-empty list of votes, got list"),
+    ({"votes": "1,1"}, r"field 'votes': expected a non-empty list of votes, got str"),
+    ({"votes": [2, 2, 1]}, r"field 'votes': more votes for 'rejected' than for 'chosen'"),
+    ({"tie": "yes"}, r"field 'tie': expected a boolean, got str"),
+    ({"tie": 1}, r"field 'tie': expected a boolean, got int"),
+])
+def test_bad_tie_votes_or_strength_names_the_field(tmp_path, fields, message):
+    with pytest.raises(DataError, match=r"tiny.jsonl:2: " + message):
+        load(tmp_path, [PAIR_RECORD, {**PAIR_RECORD, **fields}])
+    result = load(tmp_path, [PAIR_RECORD, {**PAIR_RECORD, **fields}], on_bad_record="skip")
+    assert len(result.pairs) == 1 and result.votes == [] and len(result.skipped) == 1
+
+
+def test_to_dict_round_trips_ties_and_votes():
+    pair = PreferencePair("p", "a", "b", id="x", tie=True, votes=(0, 0, 1))
+    assert pair.to_dict() == {"prompt": "p", "chosen": "a", "rejected": "b", "id": "x", "tie": True,
+                              "votes": (0, 0, 1)}
+    assert PreferencePair.from_dict(json.loads(json.dumps(pair.to_dict()))) == pair
+    assert "tie" not in PreferencePair("p", "a", "b", id="y").to_dict()
+    assert PreferencePair("p", "a", "b", id="y").agreement is None

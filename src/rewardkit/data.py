@@ -1,23 +1,29 @@
 """Preference data: one record type, loading from files or the hub, an audit and a train/eval split.
 
     result = load_preferences("hh-rlhf-harmless-base-test.jsonl.gz", on_bad_record="skip")
-    audit = audit_preferences(result.pairs)                  # duplicates, length baseline, subsets...
+    audit = audit_preferences(result.pairs, votes=result.votes)  # duplicates, length baseline, agreement...
     split = prepare_preferences(result.pairs, eval_fraction=0.1)
-    save_preferences(split.train, "runs/data/train.jsonl")   # canonical jsonl, loads back as format "pairs"
+    save_preferences(split.train, "runs/data/train.jsonl")       # canonical jsonl, loads back as format "pairs"
 
 Sources: `.jsonl`, `.jsonl.gz`, `.json` (an array, or an object with one list field), `.json.gz`, `.parquet`,
 `.csv`, or else a Hugging Face hub dataset name. Formats, picked by `format="auto"` from the first record's fields
 (checked in this order):
 
     sharegpt  conversations [{from, value}], chosen, rejected
-    pandalm   instruction, input, response1, response2, annotator1..3 (strict majority kept, ties dropped)
+    pandalm   instruction, input, response1, response2, annotator1..3 (strict majority, votes kept; splits dropped)
     ranked    instruction, input, history, output [best, ..., worst] (expanded to every ordered pair)
-    pairs     prompt | messages, chosen, rejected (TRL standard/conversational, RewardBench, this module's own)
+    pairs     prompt | messages, chosen, rejected (TRL standard/conversational, RewardBench, this module's own);
+              optional tie, votes, preference_strength (HelpSteer2-Preference 1..3 or Llama 2 strings -> margin)
     implicit  chosen, rejected: full transcripts sharing a prefix (HH-RLHF text, or message lists)
 
-The layouts are converted in `rewardkit.importers`; this module reads sources and locates errors. A bad record
-raises `DataError("FILE:LINE: field 'chosen': empty response")` ("FILE row N" for parquet, csv and hub rows, N
-counted from 0; "FILE key[N]" for an object-wrapped .json); with `on_bad_record="skip"` it is listed in
+Voted pairs carry their votes (1 = chosen better, 2 = rejected better, 0 = tie). `load_preferences` drops tie pairs
+unless `ties="keep"`, drops pairs below `min_agreement`, can scale weights by agreement, and returns every voted
+item's votes (three-way splits and ties included) for `audit_preferences`' Fleiss' kappa.
+
+The layouts are converted in `rewardkit.importers`; this module reads sources and locates errors (`load_records`,
+which the loaders of `rewardkit.labels` share). A bad record raises
+`DataError("FILE:LINE: field 'chosen': empty response")` ("FILE row N" for parquet, csv and hub rows, N counted
+from 0; "FILE key[N]" for an object-wrapped .json); with `on_bad_record="skip"` it is listed in
 `LoadResult.skipped` instead.
 """
 
@@ -34,17 +40,30 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
-from rewardkit.importers import IMPORTERS, DataError, Message, Text, detect_format
+from rewardkit.importers import (
+    DETECTION,
+    IMPORTERS,
+    DataError,
+    Detection,
+    Importer,
+    Message,
+    Text,
+    Voting,
+    detect_format,
+    majority,
+    voting_importers,
+)
 from rewardkit.io import write_jsonl_atomic
 
 __all__ = [
-    "DataError", "LoadResult", "Message", "PairEncoder", "PreferencePair", "PreparedSplit", "SkippedRecord", "Text",
-    "audit_preferences", "load_preferences", "prepare_preferences", "prompt_key", "read_records", "save_preferences",
+    "DataError", "LoadResult", "LoadedRecords", "Message", "PairEncoder", "PreferencePair", "PreparedSplit",
+    "SkippedRecord", "Text", "audit_preferences", "fleiss_kappa", "load_preferences", "load_records",
+    "prepare_preferences", "prompt_key", "read_records", "save_preferences", "split_by_prompt",
 ]
 
 
@@ -53,7 +72,9 @@ class PreferencePair:
     """`chosen` is preferred over `rejected` as a reply to `prompt`.
 
     Importers keep the three texts one kind: when any is messages, a plain prompt becomes a user message and
-    plain replies become assistant messages. Replies in message form hold only assistant messages.
+    plain replies become assistant messages. Replies in message form hold only assistant messages. With `tie` the
+    two replies are equally good (their order is arbitrary); `votes` are each annotator's vote in the pair's
+    orientation: 1 = chosen better, 2 = rejected better, 0 = tie.
     """
 
     prompt: Text
@@ -63,15 +84,23 @@ class PreferencePair:
     subset: str | None = None
     margin: float | None = None
     weight: float | None = None
+    tie: bool = False
+    votes: tuple[int, ...] | None = None
+
+    @property
+    def agreement(self) -> float | None:
+        """Share of the votes for the most-voted option; None without votes."""
+        return majority(self.votes)[1] / len(self.votes) if self.votes else None
 
     def to_dict(self) -> dict:
-        """The canonical JSON record (format "pairs"); optional fields that are None are left out."""
-        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        """The canonical JSON record (format "pairs"); optional fields left at their default are left out."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {key: value for key, value in dataclasses.asdict(self).items() if value != defaults[key]}
 
     @classmethod
     def from_dict(cls, record: dict) -> PreferencePair:
         """Inverse of `to_dict` (`id` required); raises `DataError` naming the bad field."""
-        return cls(**IMPORTERS["pairs"](record, None, Counter())[0])
+        return cls(**IMPORTERS["pairs"](record, None, Counter(), Voting(keep_ties=True))[0])
 
 
 @dataclass
@@ -85,6 +114,14 @@ class LoadResult:
     pairs: list[PreferencePair]
     skipped: list[SkippedRecord]  # records dropped with on_bad_record="skip"
     notes: dict[str, int]  # counted events: records, no_shared_prefix, ties_dropped, expanded_ranked_pairs...
+    votes: list[tuple[int, ...]] = field(default_factory=list)  # every voted item's votes, dropped ones included
+
+
+@dataclass
+class LoadedRecords:
+    records: list  # PreferencePair, or a record type of `rewardkit.labels`
+    skipped: list[SkippedRecord]
+    notes: dict[str, int]
 
 
 @dataclass
@@ -274,29 +311,31 @@ def _open_source(source: str | Path, split: str) -> tuple[str, Iterator[_Record]
 # --------------------------------------------------------------------------------------------- load and save
 
 
-def load_preferences(
-    source: str | Path, *, format: str = "auto", split: str = "train",
-    on_bad_record: Literal["error", "skip"] = "error", subset: str | None = None,
-) -> LoadResult:
-    """Read every record of `source` into `PreferencePair`s with one importer (see the module docstring).
+def load_records(
+    source: str | Path, importers: Mapping[str, Importer], detection: Detection, build: Callable[..., Any], *,
+    format: str = "auto", split: str = "train", on_bad_record: Literal["error", "skip"] = "error",
+    subset: str | None = None,
+) -> LoadedRecords:
+    """Every record of `source` through one importer (`format`, else detected from the first record's fields), each
+    of its field dicts made into `build(**fields)`; the record types all have `subset`, which `subset` overrides.
 
-    Ids are the record's `id`, else "{file stem}-{record index}". `subset` overrides every pair's subset.
-    `on_bad_record="error"` raises the first bad record's `DataError`; "skip" lists it in `skipped`.
-    Errors about the whole source (missing, unreadable, no records) always raise.
+    Default ids are "{file stem}-{record index}". `on_bad_record="error"` raises the first bad record's `DataError`
+    located "FILE:LINE: ..."; "skip" lists it in `skipped`. Errors about the whole source (missing, unreadable,
+    no records) always raise.
     """
-    if format != "auto" and format not in IMPORTERS:
-        raise DataError(f"{source}: unknown format '{format}'; expected one of {['auto', *IMPORTERS]}")
+    if format != "auto" and format not in importers:
+        raise DataError(f"{source}: unknown format '{format}'; expected one of {['auto', *importers]}")
     if on_bad_record not in ("error", "skip"):
         raise ValueError(f"on_bad_record must be 'error' or 'skip', not {on_bad_record!r}")
     stem, records = _open_source(source, split)
-    importer = IMPORTERS.get(format)
-    result, notes = LoadResult(pairs=[], skipped=[], notes={}), Counter()
+    importer = importers.get(format)
+    result, notes = LoadedRecords(records=[], skipped=[], notes={}), Counter()
     for record in records:
         notes["records"] += 1
         try:
             value = _decode(record)
-            importer = importer or IMPORTERS[detect_format(value)]
-            result.pairs += [PreferencePair(**fields) for fields in importer(value, f"{stem}-{record.index}", notes)]
+            importer = importer or importers[detect_format(value, detection, importers)]
+            result.records += [build(**fields) for fields in importer(value, f"{stem}-{record.index}", notes)]
         except DataError as error:
             if on_bad_record == "error":
                 raise DataError(f"{record.location}: {error}") from error
@@ -304,9 +343,55 @@ def load_preferences(
     if not notes["records"]:
         raise DataError(f"{source}: no records")
     if subset is not None:
-        result.pairs = [dataclasses.replace(pair, subset=subset) for pair in result.pairs]
+        result.records = [dataclasses.replace(item, subset=subset) for item in result.records]
     result.notes = dict(notes)
     return result
+
+
+def load_preferences(
+    source: str | Path, *, format: str = "auto", split: str = "train",
+    on_bad_record: Literal["error", "skip"] = "error", subset: str | None = None,
+    ties: Literal["drop", "keep"] = "drop", min_agreement: float = 0.0, weight_by_agreement: bool = False,
+) -> LoadResult:
+    """Read every record of `source` into `PreferencePair`s with one importer (see the module docstring).
+
+    Ids are the record's `id`, else "{file stem}-{record index}". `subset` overrides every pair's subset.
+    `on_bad_record="error"` raises the first bad record's `DataError`; "skip" lists it in `skipped`.
+    Errors about the whole source (missing, unreadable, no records) always raise.
+
+    Voted data: tie pairs are dropped (counted as `ties_dropped`) unless `ties="keep"`; pairs whose agreement is
+    below `min_agreement` are dropped (`below_min_agreement`); `weight_by_agreement` multiplies each voted pair's
+    weight by its agreement. Kept pairs short of unanimity are counted as "kept_with_K_of_N_votes".
+    """
+    if ties not in ("drop", "keep"):
+        raise ValueError(f"ties must be 'drop' or 'keep', not {ties!r}")
+    if not 0 <= min_agreement <= 1:
+        raise ValueError(f"min_agreement must be in [0, 1], not {min_agreement}")
+    voting = Voting(keep_ties=ties == "keep")
+    loaded = load_records(source, voting_importers(voting), DETECTION, PreferencePair, format=format, split=split,
+                          on_bad_record=on_bad_record, subset=subset)
+    notes = Counter(loaded.notes)
+    pairs = _filter_by_agreement(loaded.records, notes, min_agreement, weight_by_agreement)
+    return LoadResult(pairs=pairs, skipped=loaded.skipped, notes=dict(notes), votes=voting.tables)
+
+
+def _filter_by_agreement(
+    pairs: list[PreferencePair], notes: Counter, min_agreement: float, weight_by_agreement: bool,
+) -> list[PreferencePair]:
+    """Voted pairs at or above `min_agreement`, reweighted by their agreement when asked; drops are counted."""
+    kept = []
+    for pair in pairs:
+        if pair.agreement is not None:
+            if pair.agreement < min_agreement:
+                notes["below_min_agreement"] += 1
+                continue
+            top = majority(pair.votes)[1]
+            if top < len(pair.votes):
+                notes[f"kept_with_{top}_of_{len(pair.votes)}_votes"] += 1
+            if weight_by_agreement:
+                pair = dataclasses.replace(pair, weight=(1.0 if pair.weight is None else pair.weight) * pair.agreement)
+        kept.append(pair)
+    return kept
 
 
 def read_records(source: str | Path, split: str = "train") -> Iterator[tuple[str, dict]]:
@@ -378,8 +463,49 @@ def _token_audit(pairs: Sequence[PreferencePair], encoder: PairEncoder) -> dict:
     }
 
 
-def audit_preferences(pairs: Sequence[PreferencePair], encoder: PairEncoder | None = None) -> dict:
-    """Data problems and baselines as a JSON-able dict; token statistics (under "tokens") need an encoder."""
+def fleiss_kappa(table: Sequence[Sequence[int]]) -> float:
+    """Fleiss' kappa of an items x categories table of vote counts, every item with the same number (>= 2) of
+    raters. ValueError when that does not hold, or when every vote falls in one category (kappa undefined)."""
+    raters = {sum(row) for row in table}
+    if len(raters) != 1 or min(raters) < 2:
+        raise ValueError(f"Fleiss' kappa needs items with the same number (at least 2) of raters, not {sorted(raters)}")
+    (n,) = raters
+    observed = sum(sum(count * (count - 1) for count in row) / (n * (n - 1)) for row in table) / len(table)
+    expected = sum((sum(column) / (n * len(table))) ** 2 for column in zip(*table))
+    if expected == 1:
+        raise ValueError("Fleiss' kappa is undefined when every vote falls in one category")
+    return (observed - expected) / (1 - expected)
+
+
+def _agreement_audit(items: Sequence[Sequence[int]]) -> dict:
+    """Majority strength, ties, splits, mean agreement and Fleiss' kappa (categories 1, 2, 0) of voted items."""
+    outcomes = [majority(votes) for votes in items]
+    shares = Counter((top, len(votes)) for votes, (_, top) in zip(items, outcomes))
+    try:
+        kappa = fleiss_kappa([[votes.count(option) for option in (1, 2, 0)] for votes in items])
+    except ValueError:
+        kappa = None
+    return {
+        "items_with_votes": len(items),
+        "majority_strength": {f"{top}/{n}": count
+                              for (top, n), count in sorted(shares.items(), key=lambda item: -item[0][0] / item[0][1])},
+        "tie_majority": sum(winner == 0 for winner, _ in outcomes),
+        "no_majority": sum(winner is None for winner, _ in outcomes),
+        "mean_agreement": sum(top / len(votes) for votes, (_, top) in zip(items, outcomes)) / len(items),
+        "fleiss_kappa": kappa,
+    }
+
+
+def audit_preferences(
+    pairs: Sequence[PreferencePair], encoder: PairEncoder | None = None,
+    votes: Sequence[Sequence[int]] | None = None,
+) -> dict:
+    """Data problems and baselines as a JSON-able dict; token statistics (under "tokens") need an encoder.
+
+    Voted items get an "agreement" section: pass `votes` (`LoadResult.votes`, which keeps the items that loading
+    dropped, like ties and three-way splits), else the pairs' own votes are used. Its Fleiss' kappa (categories
+    first better, second better, tie) is None when undefined or when items have different numbers of votes.
+    """
     copies = Counter(_pair_key(pair) for pair in pairs)
     per_prompt = Counter(prompt_key(pair.prompt) for pair in pairs)
     report = {
@@ -393,10 +519,16 @@ def audit_preferences(pairs: Sequence[PreferencePair], encoder: PairEncoder | No
     }
     if encoder is not None:
         report["tokens"] = _token_audit(pairs, encoder)
+    items = [pair.votes for pair in pairs if pair.votes] if votes is None else votes
+    if items:
+        report["agreement"] = _agreement_audit(items)
     return report
 
 
-def _cap(group: list[PreferencePair], cap: int, seed: int, key: str) -> list[PreferencePair]:
+Item = TypeVar("Item")
+
+
+def _cap(group: list[Item], cap: int, seed: int, key: str) -> list[Item]:
     """At most `cap` pairs of one prompt, chosen by a generator seeded with (seed, prompt): order-independent."""
     if len(group) <= cap:
         return group
@@ -404,8 +536,8 @@ def _cap(group: list[PreferencePair], cap: int, seed: int, key: str) -> list[Pre
     return [group[i] for i in keep]
 
 
-def _eval_prompts(groups: dict[str, list[PreferencePair]], eval_fraction: float, seed: int) -> set[str]:
-    """Prompts in hash order until eval holds >= eval_fraction of pairs; the last prompt always trains."""
+def _eval_prompts(groups: dict[str, list], eval_fraction: float, seed: int) -> set[str]:
+    """Prompts in hash order until eval holds >= eval_fraction of records; the last prompt always trains."""
     target = eval_fraction * sum(len(group) for group in groups.values())
     ordered = sorted(groups, key=lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest())
     chosen, count = set(), 0
@@ -417,6 +549,34 @@ def _eval_prompts(groups: dict[str, list[PreferencePair]], eval_fraction: float,
     return chosen
 
 
+def _split_key(item: Any) -> str:
+    """What keeps records together in a split: their `group` when they have one, else their prompt."""
+    group = getattr(item, "group", None)
+    return prompt_key(item.prompt) if group is None else group
+
+
+def _grouped(items: Iterable[Item]) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        groups.setdefault(_split_key(item), []).append(item)
+    return groups
+
+
+def _split_groups(groups: dict[str, list[Item]], eval_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    if not 0 <= eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in [0, 1), not {eval_fraction}")
+    eval_keys = _eval_prompts(groups, eval_fraction, seed)
+    train = [item for key, group in groups.items() if key not in eval_keys for item in group]
+    return train, [item for key, group in groups.items() if key in eval_keys for item in group]
+
+
+def split_by_prompt(records: Iterable[Item], eval_fraction: float, seed: int = 0) -> tuple[list[Item], list[Item]]:
+    """(train, eval) of any records with a `prompt` (or a `group`, which then decides): no prompt or group is on
+    both sides, eval holds about `eval_fraction` of the records, and the same input and seed give the same split.
+    Output is grouped by prompt, in order of first appearance."""
+    return _split_groups(_grouped(records), eval_fraction, seed)
+
+
 def prepare_preferences(
     pairs: Sequence[PreferencePair], *, eval_fraction: float = 0.1,
     max_pairs_per_prompt: int | None = None, seed: int = 0,
@@ -426,22 +586,17 @@ def prepare_preferences(
     No prompt lands on both sides. Output is grouped by prompt, in order of first appearance; the same input and
     seed give the same split.
     """
-    if not 0 <= eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be in [0, 1), not {eval_fraction}")
     if max_pairs_per_prompt is not None and max_pairs_per_prompt < 1:
         raise ValueError(f"max_pairs_per_prompt must be at least 1, not {max_pairs_per_prompt}")
     unique: dict[tuple[str, str, str], PreferencePair] = {}
     for pair in pairs:
         unique.setdefault(_pair_key(pair), pair)
     distinct = [pair for pair in unique.values() if pair.chosen != pair.rejected]
-    groups: dict[str, list[PreferencePair]] = {}
-    for pair in distinct:
-        groups.setdefault(prompt_key(pair.prompt), []).append(pair)
+    groups = _grouped(distinct)
     if max_pairs_per_prompt is not None:
         groups = {key: _cap(group, max_pairs_per_prompt, seed, key) for key, group in groups.items()}
-    eval_keys = _eval_prompts(groups, eval_fraction, seed)
-    train = [pair for key, group in groups.items() if key not in eval_keys for pair in group]
-    held_out = [pair for key, group in groups.items() if key in eval_keys for pair in group]
+    train, held_out = _split_groups(groups, eval_fraction, seed)
+    eval_prompts = len({prompt_key(pair.prompt) for pair in held_out})
     stats = {
         "input_pairs": len(pairs),
         "duplicates_removed": len(pairs) - len(unique),
@@ -449,7 +604,7 @@ def prepare_preferences(
         "capped_dropped": len(distinct) - len(train) - len(held_out),
         "train_pairs": len(train),
         "eval_pairs": len(held_out),
-        "train_prompts": len(groups) - len(eval_keys),
-        "eval_prompts": len(eval_keys),
+        "train_prompts": len(groups) - eval_prompts,
+        "eval_prompts": eval_prompts,
     }
     return PreparedSplit(train=train, eval=held_out, stats=stats)

@@ -1,7 +1,8 @@
 """Upstream preference layouts -> canonical pair records (the fields of `rewardkit.data.PreferencePair`).
 
 Each importer takes one record, its default id ("{file stem}-{record index}") and a notes counter, and returns
-the record's pairs as dicts with keys prompt, chosen, rejected, id, subset, margin, weight. A bad record raises
+the record's pairs as dicts with keys prompt, chosen, rejected, id, subset, margin, weight (and tie, votes from the
+voted formats, pairs and pandalm, which also take a `Voting`). A bad record raises
 `DataError("field 'chosen': empty response")`; the loader in `rewardkit.data` prefixes where it is.
 `detect_format` picks an importer from a record's fields, first match in `DETECTION`.
 """
@@ -12,7 +13,9 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
@@ -24,6 +27,8 @@ HH_ASSISTANT = "\n\nAssistant:"
 HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+LLAMA2_STRENGTHS = {"significantly better": 1.0, "better": 2 / 3, "slightly better": 1 / 3,
+                    "negligibly better": 0.0, "unsure": 0.0}  # Llama 2's preference rating -> margin
 
 
 class DataError(ValueError):
@@ -101,13 +106,13 @@ def _as_assistant(response: Text) -> list[Message]:
     return [{"role": "assistant", "content": response}] if isinstance(response, str) else response
 
 
-def _same_kind(prompt: Text, chosen: Text, rejected: Text) -> tuple[Text, Text, Text]:
-    """All plain text, or all messages when any of the three is messages."""
-    if all(isinstance(text, str) for text in (prompt, chosen, rejected)):
-        return prompt, chosen, rejected
+def _same_kind(prompt: Text, *responses: Text) -> tuple[Text, ...]:
+    """All plain text, or all messages when any of the texts is messages."""
+    if all(isinstance(text, str) for text in (prompt, *responses)):
+        return prompt, *responses
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}] if prompt else []
-    return prompt, _as_assistant(chosen), _as_assistant(rejected)
+    return prompt, *(_as_assistant(response) for response in responses)
 
 
 def _optional_number(record: dict, name: str) -> float | None:
@@ -127,15 +132,28 @@ def _optional_number(record: dict, name: str) -> float | None:
     raise _wrong_type(name, "a number", value)
 
 
+def _optional_key(record: dict, name: str) -> str | None:
+    """An identifier field (a string or an integer) as a string; None when absent."""
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _wrong_type(name, "a string or an integer", value)
+    return str(value)
+
+
 def _record_id(record: dict, default_id: str | None) -> str:
-    value = record.get("id")
+    value = _optional_key(record, "id")
     if value is None:
         if default_id is None:
             raise DataError("field 'id': missing")
         return default_id
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _wrong_type("id", "a string or an integer", value)
-    return str(value)
+    return value
+
+
+def _optional_subset(record: dict) -> str | None:
+    subset = record.get("subset")
+    return None if subset is None else _string(subset, "subset")
 
 
 def _pair_record(
@@ -143,9 +161,7 @@ def _pair_record(
     id_suffix: str = "", default_subset: str | None = None,
 ) -> PairRecord:
     """A pair carrying the record's own `id`, `subset`, `margin` and `weight` when it has them."""
-    subset = record.get("subset")
-    if subset is not None:
-        _string(subset, "subset")
+    subset = _optional_subset(record)
     prompt, chosen, rejected = _same_kind(prompt, chosen, rejected)
     return {
         "prompt": prompt,
@@ -158,20 +174,108 @@ def _pair_record(
     }
 
 
+# -------------------------------------------------------------------------------------------------- votes
+
+
+@dataclass
+class Voting:
+    """How the voted formats import: tie pairs are kept (`tie=True`) with `keep_ties`, else dropped and counted as
+    `ties_dropped`; every voted item's votes, in the record's own order (1 = first response better, 2 = second,
+    0 = tie), are appended to `tables`, dropped items included."""
+
+    keep_ties: bool = False
+    tables: list[tuple[int, ...]] = field(default_factory=list)
+
+
+def majority(votes: Sequence[int]) -> tuple[int | None, int]:
+    """(the most-voted option, None when several share the top count; that count)."""
+    (top, count), *others = Counter(votes).most_common()
+    return (None if others and others[0][1] == count else top), count
+
+
+def _vote_value(value: Any, field_name: str) -> int:
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise DataError(f"field '{field_name}': expected 0 (tie), 1 or 2, got {value!r}")
+    return int(value)
+
+
+def _optional_votes(record: dict) -> tuple[int, ...] | None:
+    """`votes` in the pair's orientation (1 = chosen better, 2 = rejected better, 0 = tie); None when absent."""
+    value = record.get("votes")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise _wrong_type("votes", "a non-empty list of votes", value)
+    votes = tuple(_vote_value(vote, f"votes[{i}]") for i, vote in enumerate(value))
+    if votes.count(2) > votes.count(1):
+        raise DataError("field 'votes': more votes for 'rejected' than for 'chosen'")
+    return votes
+
+
+def _optional_tie(record: dict) -> bool:
+    """`tie` as a boolean; csv cells "true"/"false" are accepted, an absent field or empty cell is False."""
+    value = record.get("tie")
+    if isinstance(value, str) and value.lower() in ("true", "false", ""):
+        return value.lower() == "true"
+    if value is not None and not isinstance(value, bool):
+        raise _wrong_type("tie", "a boolean", value)
+    return bool(value)
+
+
+def _strength_margin(record: dict) -> float | None:
+    """`preference_strength` as a margin: HelpSteer2-Preference's 1..3 -> k/3, or a Llama 2 rating string."""
+    value = record.get("preference_strength")
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().lower() in LLAMA2_STRENGTHS:
+        return LLAMA2_STRENGTHS[value.strip().lower()]
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():  # a csv cell
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"field 'preference_strength': expected an integer 1 to 3 or one of {list(LLAMA2_STRENGTHS)}, "
+                        f"got {value!r}")
+    if not 1 <= value <= 3:
+        raise DataError(f"field 'preference_strength': {value} is not 1 to 3 (positive: chosen is the better one)")
+    return value / 3
+
+
+def _settle_tie(pair: PairRecord, notes: Counter, voting: Voting) -> list[PairRecord]:
+    if pair["tie"] and not voting.keep_ties:
+        notes["ties_dropped"] += 1
+        return []
+    return [pair]
+
+
 # ------------------------------------------------------------------------------------------------- importers
 
 Importer = Callable[[dict, str | None, Counter], list[PairRecord]]
+Detection = Sequence[tuple[set[str], str]]  # (fields that must all be present, format), first match wins
 
 
-def _import_pairs(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
-    """Explicit prompt: `prompt` (text or messages) or OpenAI-style `messages`, with `chosen` and `rejected`."""
+def record_prompt(record: dict) -> Text:
+    """`prompt` (text or messages), or OpenAI-style `messages`."""
     if "messages" in record:
-        prompt = parse_messages(record["messages"], "messages")
-    else:
-        prompt = parse_prompt(_require(record, "prompt"), "prompt")
+        return parse_messages(record["messages"], "messages")
+    return parse_prompt(_require(record, "prompt"), "prompt")
+
+
+def _import_pairs(
+    record: dict, default_id: str | None, notes: Counter, voting: Voting | None = None,
+) -> list[PairRecord]:
+    """Explicit prompt with `chosen` and `rejected`; optional `tie`, `votes`, and `preference_strength` as the margin
+    when `margin` is absent."""
+    voting = voting or Voting()
+    prompt = record_prompt(record)
     chosen = parse_response(_require(record, "chosen"), "chosen")
     rejected = parse_response(_require(record, "rejected"), "rejected")
-    return [_pair_record(record, default_id, prompt, chosen, rejected)]
+    pair = _pair_record(record, default_id, prompt, chosen, rejected)
+    pair.update(tie=_optional_tie(record), votes=_optional_votes(record))
+    strength = _strength_margin(record)  # checked even when `margin` is given
+    if pair["margin"] is None:
+        pair["margin"] = strength
+    if pair["votes"] is not None:
+        voting.tables.append(pair["votes"])
+    return _settle_tie(pair, notes, voting)
 
 
 def _split_hh(value: Any, field_name: str) -> tuple[str, str]:
@@ -256,13 +360,18 @@ def _instruction_prompt(record: dict) -> list[Message]:
     return messages + [{"role": "user", "content": instruction}]
 
 
+def ranked_responses(record: dict, field_name: str) -> list[Text]:
+    """`record[field_name]`: at least 2 responses, best first."""
+    outputs = _require(record, field_name)
+    if not isinstance(outputs, list) or len(outputs) < 2:
+        raise DataError(f"field '{field_name}': expected a list of at least 2 responses, best first")
+    return [parse_response(output, f"{field_name}[{i}]") for i, output in enumerate(outputs)]
+
+
 def _import_ranked(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
     """`output` is ranked best first: every pair i < j (InstructGPT style), with ids "{id}-{i}>{j}"."""
     prompt = _instruction_prompt(record)
-    outputs = _require(record, "output")
-    if not isinstance(outputs, list) or len(outputs) < 2:
-        raise DataError("field 'output': expected a list of at least 2 responses, best first")
-    replies = [parse_response(output, f"output[{i}]") for i, output in enumerate(outputs)]
+    replies = ranked_responses(record, "output")
     pairs = [
         _pair_record(record, default_id, prompt, replies[i], replies[j], id_suffix=f"-{i}>{j}")
         for i, j in itertools.combinations(range(len(replies)), 2)
@@ -271,29 +380,25 @@ def _import_ranked(record: dict, default_id: str | None, notes: Counter) -> list
     return pairs
 
 
-def _vote(record: dict, name: str) -> int:
-    value = _require(record, name)
-    if isinstance(value, bool) or value not in (0, 1, 2):
-        raise DataError(f"field '{name}': expected 0 (tie), 1 or 2, got {value!r}")
-    return int(value)
-
-
-def _import_pandalm(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
-    """Keep the side with 2 or 3 of the 3 votes; a tie majority or a three-way split is dropped and counted."""
+def _import_pandalm(
+    record: dict, default_id: str | None, notes: Counter, voting: Voting | None = None,
+) -> list[PairRecord]:
+    """The side with 2 or 3 of the 3 votes is chosen, with the votes on the pair; a three-way split is dropped and
+    counted, a tie majority is a tie pair (response1 as chosen) that `voting` keeps or drops."""
+    voting = voting or Voting()
     prompt = _instruction_prompt(record)
     responses = [_string(_require(record, name), name, response=True) for name in ("response1", "response2")]
-    votes = [_vote(record, f"annotator{k}") for k in (1, 2, 3)]
-    winner = next((side for side in (0, 1, 2) if votes.count(side) >= 2), None)
+    votes = tuple(_vote_value(_require(record, name), name) for name in ("annotator1", "annotator2", "annotator3"))
+    voting.tables.append(votes)
+    winner, _ = majority(votes)
     if winner is None:
         notes["no_majority_dropped"] += 1
         return []
-    if winner == 0:
-        notes["ties_dropped"] += 1
-        return []
-    if votes.count(winner) == 2:
-        notes["kept_with_2_of_3_votes"] += 1
-    chosen, rejected = responses if winner == 1 else responses[::-1]
-    return [_pair_record(record, default_id, prompt, chosen, rejected, default_subset="pandalm")]
+    if winner == 2:
+        responses, votes = responses[::-1], tuple((0, 2, 1)[vote] for vote in votes)
+    pair = _pair_record(record, default_id, prompt, *responses, default_subset="pandalm")
+    pair.update(tie=winner == 0, votes=votes)
+    return _settle_tie(pair, notes, voting)
 
 
 IMPORTERS: dict[str, Importer] = {
@@ -303,7 +408,7 @@ IMPORTERS: dict[str, Importer] = {
     "ranked": _import_ranked,
     "pandalm": _import_pandalm,
 }
-DETECTION = [  # (fields that must all be present, format), first match wins
+DETECTION: Detection = [
     ({"conversations"}, "sharegpt"),
     ({"response1", "response2"}, "pandalm"),
     ({"instruction", "output"}, "ranked"),
@@ -313,8 +418,15 @@ DETECTION = [  # (fields that must all be present, format), first match wins
 ]
 
 
-def detect_format(record: dict) -> str:
-    found = next((name for required, name in DETECTION if required <= record.keys()), None)
+def voting_importers(voting: Voting) -> dict[str, Importer]:
+    """`IMPORTERS` with the voted formats bound to `voting`."""
+    return {name: partial(importer, voting=voting) if name in ("pairs", "pandalm") else importer
+            for name, importer in IMPORTERS.items()}
+
+
+def detect_format(record: dict, detection: Detection = DETECTION, formats: Mapping[str, Any] = IMPORTERS) -> str:
+    """The first format in `detection` whose fields the record has all of."""
+    found = next((name for required, name in detection if required <= record.keys()), None)
     if found is None:
-        raise DataError(f"cannot detect the format from fields {sorted(record)}; pass format= one of {list(IMPORTERS)}")
+        raise DataError(f"cannot detect the format from fields {sorted(record)}; pass format= one of {list(formats)}")
     return found
