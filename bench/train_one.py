@@ -38,7 +38,7 @@ def run_rewardkit(args) -> dict:
         "train": {"batch_size": args.batch_size, "epochs": 1, "seed": SEED, "log_every": 10**6},
     })
     result = train(config, Path(args.workdir) / "rewardkit", show_progress=False)
-    return {"seconds": result.summary["train_seconds"], "pairs": result.summary["train_pairs"],
+    return {"seconds": result.summary["train_seconds"], "pairs": result.summary["train_records"],
             "accuracy": result.metrics["overall"]["accuracy"], "share_prefix": result.summary["share_prefix"]}
 
 

@@ -13,9 +13,15 @@ from rewardkit.losses import (
     masked_bce_loss,
     masked_mse_loss,
     plackett_luce_loss,
+    ranking_pairs_loss,
     rao_kupper_loss,
     tie_probabilities,
 )
+
+
+def softplus(x: float) -> float:
+    """log(1 + e^x) = -log sigmoid(-x)."""
+    return math.log1p(math.exp(x))
 
 
 def test_equal_rewards_give_ln2():
@@ -267,3 +273,19 @@ def test_listwise_and_masked_losses_compute_in_fp32():
     assert plackett_luce_loss(x, mask).dtype == torch.float32
     assert masked_mse_loss(x, x, mask).dtype == torch.float32
     assert masked_bce_loss(x, x, mask).dtype == torch.float32
+
+
+def test_ranking_pairs_loss_is_the_mean_bradley_terry_of_each_rankings_pairs():
+    rewards = torch.tensor([[2.0, 1.0, -1.0], [0.5, 1.5, 0.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    first = (softplus(-1.0) + softplus(-3.0) + softplus(-2.0)) / 3  # pairs (0,1), (0,2), (1,2)
+    second = softplus(1.0)  # K = 2: Bradley-Terry of 0.5 over 1.5
+    assert ranking_pairs_loss(rewards, mask).item() == pytest.approx((first + second) / 2, rel=1e-6)
+    weighted = ranking_pairs_loss(rewards, mask, weight=torch.tensor([3.0, 1.0])).item()
+    assert weighted == pytest.approx((3 * first + second) / 4, rel=1e-6), "weight K(K-1)/2: every pair alike"
+
+
+def test_ranking_pairs_loss_pushes_the_better_up():
+    rewards = torch.zeros(1, 3, requires_grad=True)
+    ranking_pairs_loss(rewards, torch.ones(1, 3, dtype=torch.bool)).backward()
+    assert rewards.grad[0, 0] < 0 < rewards.grad[0, 2] and rewards.grad[0, 1] == pytest.approx(0.0, abs=1e-7)

@@ -128,3 +128,55 @@ def test_special_token_strings_in_plain_text_stay_text(bert_rm):
     encoded = bert_rm.spec.encode(bert_rm.tokenizer, "q", "hello [SEP] <pad>")
     specials = {bert_rm.tokenizer.sep_token_id, bert_rm.tokenizer.pad_token_id}
     assert sum(t in specials for t in encoded.input_ids) == 2, "only the spec's own two [SEP]"
+
+
+# ---- process reward models: steps ----------------------------------------------------------------------------------
+@pytest.fixture
+def step_model(llama_dir):
+    return RewardModel.from_backbone(str(llama_dir), max_length=64, step_separator="<|step|>")
+
+
+def test_every_step_ends_with_one_separator_token_and_the_ids_end_at_the_last(step_model):
+    rm = step_model
+    separator = rm.tokenizer.convert_tokens_to_ids("<|step|>")
+    [encoded] = rm.spec.encode_steps(rm.tokenizer, ["add 2 and 3"], [["2 + 3 = 5.\n\n", "so 5", "done"]])
+    assert len(encoded.step_positions) == 3
+    assert [encoded.input_ids[i] for i in encoded.step_positions] == [separator] * 3
+    assert encoded.step_positions[-1] == len(encoded.input_ids) - 1
+    assert encoded.input_ids.count(separator) == 3 and min(encoded.step_positions) >= encoded.prompt_length
+
+
+def test_step_encoding_matches_the_rendered_text_between_separators(step_model):
+    rm = step_model
+    [encoded] = rm.spec.encode_steps(rm.tokenizer, ["q"], [["one", "two"]])
+    text = rm.tokenizer.decode(encoded.input_ids[encoded.prompt_length :])
+    assert text == "one<|step|>two<|step|>"
+
+
+def test_a_step_holding_the_separator_text_is_an_error(step_model):
+    rm = step_model
+    with pytest.raises(ValueError, match="contains the step separator"):
+        rm.spec.encode_steps(rm.tokenizer, ["q"], [["one <|step|> two", "three"]])
+
+
+def test_a_solution_too_long_is_dropped_not_cut(step_model):
+    rm = step_model
+    assert rm.spec.encode_steps(rm.tokenizer, ["q"], [["word " * 80]]) == [None]
+
+
+def test_a_separator_that_is_not_one_token_is_refused(llama_dir):
+    rm = RewardModel.from_backbone(str(llama_dir), max_length=64)
+    spec = rm.spec.model_copy(update={"step_separator": "not a token"})
+    with pytest.raises(ValueError, match="not a single token"):
+        spec.encode_steps(rm.tokenizer, ["q"], [["a"]])
+
+
+def test_step_scores_are_read_at_each_separator(step_model):
+    rm = step_model.eval()
+    [encoded] = rm.spec.encode_steps(rm.tokenizer, ["q"], [["one", "two", "three"]])
+    batch = rm.collate([encoded])
+    with torch.no_grad():
+        every = rm.model.model(**batch).last_hidden_state
+        expected = torch.sigmoid(rm.model.score(every[0, list(encoded.step_positions)]).squeeze(-1))
+    [probabilities] = rm.step_probabilities([encoded])
+    torch.testing.assert_close(torch.tensor(probabilities), expected, atol=1e-5, rtol=0)

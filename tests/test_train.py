@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from rewardkit.config import load_config
 from rewardkit.model import RewardModel
-from rewardkit import train as train_module
+from rewardkit import tasks as tasks_module
 from rewardkit.train import TrainingError, train
 
 from conftest import toy_pairs, write_jsonl
@@ -72,7 +72,7 @@ def test_training_learns_and_writes_a_stock_model(llama_dir, toy_data, tmp_path)
     good, bad = reloaded.score(["new question?"] * 2, ["a good helpful answer", "a bad rude answer"])
     assert good > bad
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["train_pairs"] + summary["eval_pairs"] == 48 and summary["steps"] == 12
+    assert summary["train_records"] + summary["eval_records"] == 48 and summary["steps"] == 12
 
 
 def test_lora_training_saves_a_merged_stock_model(llama_dir, toy_data, tmp_path):
@@ -124,7 +124,7 @@ def test_two_processes_train_the_same_model_as_one(llama_dir, toy_data, tmp_path
 
 
 def test_non_finite_loss_stops_with_a_clear_message(llama_dir, toy_data, tmp_path, monkeypatch):
-    monkeypatch.setattr("rewardkit.train.bradley_terry_loss", lambda *a, **k: torch.tensor(math.nan, requires_grad=True))
+    monkeypatch.setattr("rewardkit.tasks.bradley_terry_loss", lambda *a, **k: torch.tensor(math.nan, requires_grad=True))
     with pytest.raises(TrainingError, match="loss became nan at step 1: lower optim.lr"):
         train(load_config(None, [], base=tiny_config(llama_dir, toy_data)), tmp_path / "nan", show_progress=False)
 
@@ -173,7 +173,7 @@ def test_gradient_accumulation_and_checkpointing_train_the_same_model(llama_dir,
 
 def test_early_stopping_keeps_the_best_model(llama_dir, toy_data, tmp_path, monkeypatch):
     accuracies = iter([0.5, 0.9, 0.6, 0.7, 0.8])
-    real = train_module.evaluate_comparisons
+    real = tasks_module.evaluate_comparisons
 
     def scripted(rm, comparisons, *, bootstrap=1000, seed=0):
         metrics, rewards = real(rm, comparisons, bootstrap=bootstrap, seed=seed)
@@ -181,11 +181,11 @@ def test_early_stopping_keeps_the_best_model(llama_dir, toy_data, tmp_path, monk
             metrics["overall"]["accuracy"] = next(accuracies)
         return metrics, rewards
 
-    monkeypatch.setattr(train_module, "evaluate_comparisons", scripted)
+    monkeypatch.setattr(tasks_module, "evaluate_comparisons", scripted)
     config = tiny_config(llama_dir, toy_data, epochs=3, eval_every=1, early_stopping_patience=2)
     result = train(load_config(None, [], base=config), tmp_path / "early", show_progress=False)
     assert result.summary["steps"] == 4, "stops after two evaluations without improvement"
-    assert result.summary["best_step"] == 2 and result.summary["best_eval_accuracy"] == 0.9
+    assert result.summary["best_step"] == 2 and result.summary["best_eval_score"] == 0.9
     log = [json.loads(line) for line in (tmp_path / "early" / "train_log.jsonl").read_text().splitlines()]
     assert [r["eval_accuracy"] for r in log if "eval_accuracy" in r] == [0.5, 0.9, 0.6, 0.7]
     assert (tmp_path / "early" / "model" / "model.safetensors").is_file()

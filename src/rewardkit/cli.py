@@ -59,11 +59,14 @@ def train(
     config: Annotated[Path, typer.Option(help="YAML training config.")],
     output_dir: Annotated[Path, typer.Option(help="Where the model, metrics and checkpoints go.")],
     set: Overrides = None,
+    ensemble: Annotated[Optional[int], typer.Option(
+        min=1, help="Train K members on resamples into one ensemble directory (train.ensemble).")] = None,
 ) -> None:
     """Train a reward model from a YAML config."""
     from rewardkit.config import load_config
 
-    run_training(load_config(config, set or []), output_dir)
+    overrides = [*(set or []), *([f"train.ensemble={ensemble}"] if ensemble else [])]
+    run_training(load_config(config, overrides), output_dir)
 
 
 @app.command()
@@ -88,10 +91,14 @@ def run_training(config, output_dir: Path) -> None:
     result = train_model(config, output_dir)
     summary = result.summary
     precision = "bf16 autocast" if summary["precision"] == "bf16" else "fp32"
-    console.print(f"trained on {summary['trained_pairs']} pairs ({summary['dropped_too_long']['train']} dropped: a "
-                  f"response longer than max_length) in {summary['train_seconds']} s: {summary['pairs_per_s']} pairs/s, "
+    unit = summary["task"]
+    console.print(f"trained on {summary['trained_examples']} {unit} ({summary['dropped_too_long']['train']} dropped: "
+                  f"too long for max_length) in {summary['train_seconds']} s: {summary['examples_per_s']} {unit}/s, "
                   f"{precision}")
-    if result.metrics:
+    if result.metrics and unit != "pairs":
+        console.print_json(json.dumps(result.metrics))
+        console.print(f"metrics: {output_dir / 'metrics.json'}")
+    elif result.metrics:
         from rewardkit.report import ModelResult, console_table
 
         console.print(console_table([ModelResult("model", result.metrics, predictions=[])], title="held-out accuracy"))
@@ -131,6 +138,11 @@ def evaluate_command(
                         seed=seed, fit_temperature=fit_temperature, format=format, on_bad_record=on_bad_record,
                         batch_size=batch_size)
     results = evaluate(config)
+    if "overall" not in results[0].metrics:  # scored against labels (ratings, verifier outcomes, steps)
+        for result in results:
+            console.print_json(json.dumps(result.metrics))
+        console.print(f"metrics: {config.out_dir / 'metrics.json'}")
+        return
     console.print(console_table(results))
     print_eval_notes(config, results)
 
@@ -180,7 +192,7 @@ def data_audit(
     on_bad_record: str = "error",
     output: Annotated[Optional[Path], typer.Option(help="Write the audit as JSON here.")] = None,
 ) -> None:
-    """Count duplicates, identical pairs, lengths, truncation and the length-only baseline."""
+    """Count duplicates, identical pairs, lengths, truncation, the length-only baseline and annotator agreement."""
     from rewardkit.data import audit_preferences, load_preferences
     from rewardkit.spec import SpecEncoder
 
@@ -189,7 +201,7 @@ def data_audit(
     if model or backbone:
         quiet_transformers()
         encoder = SpecEncoder(*load_spec_and_tokenizer(model, backbone, max_length))
-    report = audit_preferences(loaded.pairs, encoder)
+    report = audit_preferences(loaded.pairs, encoder, votes=loaded.votes)
     report["skipped"] = [f"{s.location}: {s.reason}" for s in loaded.skipped]
     report["notes"] = loaded.notes
     console.print_json(json.dumps(report, ensure_ascii=False))

@@ -39,7 +39,11 @@ class SourceConfig(Strict):
     format: str = "auto"
     split: str = "train"
     subset: str | None = Field(None, description="Name the pairs' subset (for per-source metrics).")
-    max_pairs: int | None = Field(None, gt=0, description="Keep at most this many pairs (a seeded sample).")
+    max_pairs: int | None = Field(None, gt=0, description="Keep at most this many records (a seeded sample).")
+    ties: Literal["drop", "keep"] = Field("drop", description="Pairs annotated as ties: drop them, or keep them "
+                                          "for a tie-aware loss (task.loss rao_kupper or davidson).")
+    min_agreement: float = Field(0.0, ge=0, le=1, description="Drop multi-annotator pairs with a weaker majority.")
+    weight_by_agreement: bool = Field(False, description="Weight multi-annotator pairs by their majority's share.")
 
 
 class DataConfig(Strict):
@@ -48,6 +52,49 @@ class DataConfig(Strict):
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts held out when `eval` is empty.")
     max_pairs_per_prompt: int | None = Field(None, gt=0)
     on_bad_record: Literal["error", "skip"] = "error"
+
+
+TASK_LOSSES = {"pairwise": ("bradley_terry", "rao_kupper", "davidson"), "listwise": ("plackett_luce", "bradley_terry"),
+               "pointwise": ("mse", "bce"), "process": ("bce",)}
+
+
+class TaskConfig(Strict):
+    """What one example is and what the model learns from it (`rewardkit.tasks`)."""
+
+    type: Literal["pairwise", "listwise", "pointwise", "process"] = Field(
+        "pairwise", description="pairwise: preference pairs; listwise: rankings of K responses; pointwise: ratings "
+                                "or verifier labels per response; process: per-step labels of solutions.")
+    loss: Literal["bradley_terry", "rao_kupper", "davidson", "plackett_luce", "mse", "bce"] | None = Field(
+        None, description="pairwise: bradley_terry (ties dropped), rao_kupper or davidson (ties train both sides "
+                          "alike); listwise: plackett_luce, or bradley_terry over each ranking's pairs; pointwise: "
+                          "mse (ratings) or bce (0/1 labels); process: bce. Default: the first of each.")
+    tie_strength: float | None = Field(None, gt=0, description="Rao-Kupper theta (> 1) or Davidson nu; None: the "
+                                                                "loss's default.")
+    weight_per_prompt: bool = Field(False, description="Each prompt counts once however many pairs it has "
+                                                       "(InstructGPT): pairwise weighs pairs 1/(pairs of their "
+                                                       "prompt); listwise bradley_terry averages within a ranking "
+                                                       "instead of weighing every pair alike.")
+    attributes: list[str] | None = Field(None, description="pointwise: the labels to learn, one output each.")
+    attribute_weights: dict[str, float] | None = Field(
+        None, description="pointwise: default weights of the attributes in the scalar reward (None: the mean).")
+    step_separator: str = Field("<|step|>", description="process: the token ending each step (added when new).")
+    last_step_only: bool = Field(False, description="process: supervise only each solution's last step.")
+
+    @model_validator(mode="after")
+    def loss_fits_type(self) -> TaskConfig:
+        allowed = TASK_LOSSES[self.type]
+        if self.loss is None:
+            self.loss = allowed[0]
+        elif self.loss not in allowed:
+            raise ValueError(f"loss {self.loss} does not fit task type {self.type}: use one of {list(allowed)}")
+        if self.type == "pointwise" and not self.attributes:
+            raise ValueError("a pointwise task needs attributes: the label names to learn, e.g. [score]")
+        unknown = set(self.attribute_weights or {}) - set(self.attributes or [])
+        if unknown:
+            raise ValueError(f"attribute_weights names attributes that are not in attributes: {sorted(unknown)}")
+        if self.loss == "rao_kupper" and self.tie_strength is not None and self.tie_strength <= 1:
+            raise ValueError("Rao-Kupper needs tie_strength (theta) > 1")
+        return self
 
 
 class OptimConfig(Strict):
@@ -79,6 +126,10 @@ class TrainLoopConfig(Strict):
     )
     stuck_loss_steps: int = Field(50, gt=0, description="Warn when the loss sits at ln 2 for this many steps.")
     tensorboard: bool = False
+    ensemble: int = Field(1, gt=0, description="Train this many members (seeds seed, seed+1, ...) into one "
+                                               "ensemble directory.")
+    ensemble_sampling: Literal["bootstrap", "disjoint"] = Field(
+        "bootstrap", description="Each member's training data: a bootstrap resample, or a disjoint share.")
 
     @model_validator(mode="after")
     def patience_needs_eval(self) -> TrainLoopConfig:
@@ -89,6 +140,7 @@ class TrainLoopConfig(Strict):
 
 class TrainConfig(Strict):
     model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     train: TrainLoopConfig = TrainLoopConfig()

@@ -46,14 +46,17 @@ from rich.progress import Progress
 
 from rewardkit.data import DataError, PreferencePair, Text, load_preferences, read_records
 from rewardkit.importers import IMPORTERS, detect_format
-from rewardkit.io import write_json_atomic, write_jsonl_atomic
+from rewardkit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rewardkit.ensemble import RewardEnsemble, combine_rewards, is_ensemble
 from rewardkit.metrics import (
     paired_bootstrap_difference,
     preference_metrics,
     rewardbench2_accuracy,
     rewardbench2_ties_score,
+    uncertainty_accuracy,
 )
 from rewardkit.model import RewardModel
+from rewardkit.pointwise import evaluate_label_files, evaluates_labels
 from rewardkit.progress import counting_progress
 from rewardkit.report import ModelResult, write_report
 from rewardkit.spec import ScoringSpec
@@ -113,13 +116,24 @@ class Scored:
 def evaluate(config: EvalConfig) -> list[ModelResult]:
     """Evaluate every model on the data, write metrics, predictions and the report; returns one result per model."""
     for directory in config.models:
-        ScoringSpec.load(directory)  # a directory without a spec fails before any data is read
+        if not is_ensemble(directory):
+            ScoringSpec.load(directory)  # a directory without a spec fails before any data is read
     names = model_names(config.models)
+    label_models = [d for d in config.models if not is_ensemble(d) and evaluates_labels(ScoringSpec.load(d), config.data)]
+    if label_models:
+        return evaluate_labels(config, names)
     data = load_eval_data(config.data, subset_field=config.subset_field, format=config.format,
                           on_bad_record=config.on_bad_record)
     results = []
     with counting_progress(enabled=config.progress) as progress:
         for name, directory in zip(names, config.models):
+            if is_ensemble(directory):
+                result = evaluate_ensemble(RewardEnsemble.from_pretrained(directory), data, name=name,
+                                           bootstrap=config.bootstrap, seed=config.seed, batch_size=config.batch_size,
+                                           progress=progress)
+                result.metrics |= {"model": str(directory), "skipped_records": len(data.skipped)}
+                results.append(result)
+                continue
             rm = RewardModel.from_pretrained(directory)
             result = evaluate_model(rm, data, name=name, bootstrap=config.bootstrap, seed=config.seed,
                                     batch_size=config.batch_size, progress=progress)
@@ -130,6 +144,23 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
     for result in results[1:]:
         result.comparison = {results[0].name: compare(results[0], result, bootstrap=config.bootstrap, seed=config.seed)}
     write_outputs(config.out_dir, results)
+    return results
+
+
+def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
+    """Pointwise and process models on label files: metrics.json (by model when several) and report.md."""
+    results = []
+    for name, directory in zip(names, config.models):
+        rm = RewardModel.from_pretrained(directory)
+        if not evaluates_labels(rm.spec, config.data):
+            raise DataError(f"{directory} is a {rm.spec.task} model and the others are scored against labels: "
+                            "evaluate preference models and label models separately")
+        metrics = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record, bootstrap=config.bootstrap)
+        results.append(ModelResult(name=name, metrics=metrics | {"model": str(directory)}, predictions=[]))
+    document = results[0].metrics if len(results) == 1 else {"models": {r.name: r.metrics for r in results}}
+    write_json_atomic(config.out_dir / "metrics.json", document)
+    write_text_atomic(config.out_dir / "report.md", "\n\n".join(
+        f"# {r.name}\n\n```json\n{json.dumps(r.metrics, indent=2)}\n```" for r in results) + "\n")
     return results
 
 
@@ -161,6 +192,42 @@ def evaluate_model(rm: RewardModel, data: EvalData, *, name: str, bootstrap: int
         metrics[REWARDBENCH2] = rewardbench2_summary(
             data.groups, lambda group, response: reward_of(scored, group.prompt, response))
     return ModelResult(name=name, metrics=metrics, predictions=predictions)
+
+
+def evaluate_ensemble(ensemble: RewardEnsemble, data: EvalData, *, name: str, bootstrap: int = 1000, seed: int = 0,
+                      batch_size: int = 32, progress: Progress | None = None) -> ModelResult:
+    """The ensemble's combined z-scores evaluated like one model's rewards, plus each member's accuracy and
+    whether the members' spread is informative: accuracy by uncertainty (the std of the members' z-scored
+    margins), most certain pairs first. Pairs some member could not score are left out."""
+    members = [evaluate_model(rm, data, name=f"{name}/member-{i}", bootstrap=0, seed=seed, batch_size=batch_size,
+                              progress=progress) for i, rm in enumerate(ensemble.members)]
+    by_id = [{p["id"]: p for p in member.predictions} for member in members]
+    ids = [p["id"] for p in members[0].predictions if all(p["id"] in found for found in by_id)]
+    z = [[(rm.spec.normalize(found[i]["reward_chosen"]), rm.spec.normalize(found[i]["reward_rejected"])) for i in ids]
+         for rm, found in zip(ensemble.members, by_id)]
+    chosen, _ = combine_rewards([[c for c, _ in member] for member in z], ensemble.mode, ensemble.std_weight)
+    rejected, _ = combine_rewards([[r for _, r in member] for member in z], ensemble.mode, ensemble.std_weight)
+    _, uncertainty = combine_rewards([[c - r for c, r in member] for member in z], "mean")
+    first = by_id[0]
+    predictions = [first[i] | {"model": name, "reward_chosen": c, "reward_rejected": r, "margin": c - r,
+                               "correct": c > r, "uncertainty": u}
+                   for i, c, r, u in zip(ids, chosen, rejected, uncertainty)]
+    metrics = preference_metrics(chosen, rejected, subsets=[p["subset"] for p in predictions],
+                                 chosen_lengths=[p["chosen_length"] for p in predictions],
+                                 rejected_lengths=[p["rejected_length"] for p in predictions],
+                                 bootstrap=bootstrap, seed=seed)
+    metrics["dropped_too_long"] = len(data.pairs) - len(predictions)
+    metrics["ensemble"] = {
+        "mode": ensemble.mode, "std_weight": ensemble.std_weight,
+        "member_accuracy": [member.metrics["overall"]["accuracy"] for member in members],
+        "by_uncertainty": uncertainty_accuracy([p["correct"] for p in predictions], uncertainty),
+    }
+    return ModelResult(name=name, metrics=metrics, predictions=predictions)
+
+
+def evaluate_ensemble_pairs(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], *, bootstrap: int = 1000) -> dict:
+    """`evaluate_ensemble` on pairs in memory, writing nothing."""
+    return evaluate_ensemble(ensemble, EvalData(list(pairs)), name="ensemble", bootstrap=bootstrap).metrics
 
 
 def evaluate_pairs(rm: RewardModel, pairs: Sequence[PreferencePair], *, bootstrap: int = 1000, seed: int = 0) -> dict:

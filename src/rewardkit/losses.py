@@ -176,6 +176,27 @@ def plackett_luce_loss(
     return _weighted_mean(per_list, weight, counted=mask.sum(dim=-1) >= 2)
 
 
+def ranking_pairs_loss(
+    rewards: torch.Tensor, mask: torch.Tensor, *, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Bradley-Terry over every ordered pair of each ranking, averaged within the ranking.
+
+    InstructGPT (Ouyang et al., 2022) trains on all K(K-1)/2 comparisons of a prompt as one batch element,
+    so each prompt counts once however many responses it has:
+
+        loss = mean_{i<j} -log sigmoid(r_i - r_j)       (r best first; `mask` as in `plackett_luce_loss`)
+
+    Weight a ranking by its number of pairs to make every pair count alike instead. K = 2 is Bradley-Terry.
+    """
+    rewards = rewards.float()
+    differences = rewards.unsqueeze(-1) - rewards.unsqueeze(-2)  # (n, k, k): r_i - r_j
+    k = rewards.shape[-1]
+    ordered = torch.ones(k, k, dtype=torch.bool, device=rewards.device).triu(1)
+    pairs = ordered & mask.unsqueeze(-1) & mask.unsqueeze(-2)  # (n, k, k): i ranked above j, both real
+    per_list = torch.where(pairs, -F.logsigmoid(differences), 0.0).sum((-2, -1)) / pairs.sum((-2, -1)).clamp_min(1)
+    return _weighted_mean(per_list, weight, counted=pairs.any(-1).any(-1))
+
+
 # --- pointwise with missing labels -------------------------------------------------------
 
 

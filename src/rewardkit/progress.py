@@ -10,10 +10,10 @@ def smoothed(old: float | None, new: float, decay: float = 0.9) -> float:
 
 
 class TrainProgress:
-    """A training bar showing pairs/s, loss and batch accuracy (running averages); silent when disabled."""
+    """A training bar showing examples/s, loss and batch accuracy (running averages); silent when disabled."""
 
-    def __init__(self, total_steps: int, pairs_per_step: int, *, enabled: bool = True) -> None:
-        self.pairs_per_step = pairs_per_step
+    def __init__(self, total_steps: int, examples_per_step: int, *, unit: str = "pairs", enabled: bool = True) -> None:
+        self.examples_per_step, self.unit = examples_per_step, unit
         self.progress = Progress(
             TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
@@ -32,10 +32,14 @@ class TrainProgress:
     def advance_to(self, step: int) -> None:
         self.progress.update(self.task, completed=step)
 
-    def update(self, step: int, loss: float, accuracy: float) -> None:
-        self.loss, self.accuracy = smoothed(self.loss, loss), smoothed(self.accuracy, accuracy)
-        speed = (self.progress.tasks[0].speed or 0.0) * self.pairs_per_step
-        stats = f"{speed:.1f} pairs/s  loss {self.loss:.4f}  acc {self.accuracy:.3f}"
+    def update(self, step: int, loss: float, accuracy: float | None) -> None:
+        """`accuracy` None: the task has none (regression heads)."""
+        self.loss = smoothed(self.loss, loss)
+        speed = (self.progress.tasks[0].speed or 0.0) * self.examples_per_step
+        stats = f"{speed:.1f} {self.unit}/s  loss {self.loss:.4f}"
+        if accuracy is not None:
+            self.accuracy = smoothed(self.accuracy, accuracy)
+            stats += f"  acc {self.accuracy:.3f}"
         self.progress.update(self.task, completed=step, stats=stats)
 
 

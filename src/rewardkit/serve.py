@@ -33,13 +33,12 @@ import logging
 import math
 import re
 import signal
-import statistics
 import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import uvicorn
 from fastapi import Depends, FastAPI, Header, Request
@@ -47,12 +46,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from rewardkit.batching import Batcher, BatcherClosed
+from rewardkit.ensemble import ENSEMBLE_FILE, EnsembleMode, combine_rewards, read_manifest
 from rewardkit.model import RewardModel
 from rewardkit.serve_metrics import SECONDS_BUCKETS, Metrics
 from rewardkit.spec import EncodedPair
 
 logger = logging.getLogger("rewardkit.serve")
-EnsembleMode = Literal["mean", "min", "mean-minus-std"]
 SCORING_ROUTES = {"/v1/score", "/get_reward"}
 KNOWN_ROUTES = SCORING_ROUTES | {"/health", "/v1/models", "/metrics"}
 PLAIN_TEMPLATE_MARKERS = ("\n\nHuman:", "\n\nAssistant:")  # Anthropic HH style and rewardkit's plain format
@@ -228,16 +227,6 @@ class EnsembleScorer:
     def describe(self) -> dict:
         members = [m.describe() for m in self.members]
         return {"id": self.name, "kind": "ensemble", "mode": self.mode, "members": members}
-
-
-def combine_rewards(member_rewards: list[list[float]], mode: EnsembleMode) -> tuple[list[float], list[float]]:
-    """(combined reward, population std across members) per item, from each member's z-scored rewards."""
-    combined, spread = [], []
-    for values in zip(*member_rewards):
-        mean, std = statistics.fmean(values), statistics.pstdev(values)
-        combined.append({"mean": mean, "min": min(values), "mean-minus-std": mean - std}[mode])
-        spread.append(std)
-    return combined, spread
 
 
 # ---- the service -----------------------------------------------------------------------------------------------
@@ -482,7 +471,8 @@ def add_routes(app: FastAPI, service: Service) -> None:
 
 # ---- loading and running ---------------------------------------------------------------------------------------
 def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, trust_remote_code: bool = False):
-    """`--model DIR | NAME=DIR` and `--ensemble NAME=DIR1,DIR2` into ({name: model}, {name: [models]}).
+    """`--model DIR | NAME=DIR` and `--ensemble NAME=DIR1,DIR2 | NAME=ENSEMBLE_DIR` into ({name: model},
+    {name: [models]}).
 
     A bare DIR is named after its folder; a directory used twice is loaded once.
     """
@@ -503,8 +493,11 @@ def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, trus
     for arg in ensemble_args:
         name, _, directories = arg.partition("=")
         members = [d for d in directories.split(",") if d]
+        if len(members) == 1 and (Path(members[0]) / ENSEMBLE_FILE).is_file():  # a trained ensemble directory
+            members = [str(Path(members[0]) / member) for member in read_manifest(Path(members[0]))["members"]]
         if not name or len(members) < 2:
-            raise ValueError(f"--ensemble {arg!r}: expected NAME=DIR1,DIR2[,...] with at least two members")
+            raise ValueError(f"--ensemble {arg!r}: expected NAME=DIR1,DIR2[,...] with at least two members, "
+                             "or NAME=ENSEMBLE_DIR (from train --ensemble)")
         ensembles[name] = [load(d) for d in members]
     return models, ensembles
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rewardkit.io import write_text_atomic
 
@@ -58,6 +58,21 @@ class ScoringSpec(BaseModel):
     normalization: Normalization | None = None
     clip: tuple[float, float] | None = Field(None, description="Clip normalized rewards to this range.")
     temperature: float | None = Field(None, gt=0, description="Calibration temperature fitted by `rewardkit eval`.")
+    task: Literal["pairwise", "listwise", "pointwise", "process"] = Field(
+        "pairwise", description="The family the model was trained as (see `rewardkit.tasks`).")
+    loss: str | None = Field(None, description="The loss it was trained with; bce: outputs are logits of P(label).")
+    attributes: list[str] | None = Field(
+        None, description="Names of the model's outputs (one head per attribute); None: one scalar reward.")
+    attribute_weights: list[float] | None = Field(
+        None, description="Default weights of the attributes in the scalar reward (aligned with `attributes`).")
+    step_separator: str | None = Field(
+        None, description="Process reward models: the one token that ends each step; each is scored there.")
+
+    @model_validator(mode="after")
+    def weights_match_attributes(self) -> ScoringSpec:
+        if self.attribute_weights is not None and len(self.attribute_weights) != len(self.attributes or []):
+            raise ValueError("attribute_weights needs one weight per attribute")
+        return self
 
     def save(self, directory: str | Path) -> None:
         write_text_atomic(Path(directory) / SPEC_FILE, self.model_dump_json(indent=2) + "\n")
@@ -98,10 +113,38 @@ class ScoringSpec(BaseModel):
     def encode(self, tokenizer, prompt, response) -> EncodedPair | None:
         return self.encode_batch(tokenizer, [prompt], [response])[0]
 
-    def assemble(self, tokenizer, prompt_ids: list[int], response_ids: list[int]) -> EncodedPair | None:
+    def encode_steps(self, tokenizer, prompts: Sequence, solutions: Sequence[Sequence[str]]) -> list[EncodedPair | None]:
+        """Token ids of solutions split into steps, each step followed by the `step_separator` token, whose
+        positions are `step_positions`; None where the solution alone exceeds `max_length`.
+
+        The separator is inserted by id between separately tokenized steps, so it can never merge with the text
+        around it (the way "\\n\\n" does in many BPE vocabularies); a step that itself contains the separator text
+        is an error. The ids end at the last separator: a plain last-token scorer then reads the final step."""
+        separator = self.step_separator
+        if separator is None:
+            raise ValueError("this spec has no step_separator: it is not a process reward model")
+        separator_id = single_token_id(tokenizer, separator)
+        rendered = [self.render(tokenizer, p, separator.join(steps) + separator) for p, steps in zip(prompts, solutions, strict=True)]
+        prompt_ids = self.tokenize(tokenizer, [head for head, _ in rendered]) if rendered else []
+        encoded = []
+        for n, ((_, body), steps, ids) in enumerate(zip(rendered, solutions, prompt_ids)):
+            segments = body.split(separator)[:-1]  # the text after the last separator (template end) is dropped
+            if len(segments) != len(steps):
+                raise ValueError(f"solution {n}: a step contains the step separator {separator!r}")
+            response_ids = [i for segment in self.tokenize(tokenizer, segments) for i in [*segment, separator_id]]
+            pair = self.assemble(tokenizer, ids, response_ids, suffix=False)
+            if pair is not None:
+                positions = tuple(i for i, token in enumerate(pair.input_ids) if token == separator_id and i >= pair.prompt_length)
+                if len(positions) != len(steps):  # the known failure: labels silently attached to no token
+                    raise ValueError(f"solution {n}: {len(positions)} separator tokens for {len(steps)} steps")
+                pair = EncodedPair(pair.input_ids, pair.prompt_length, positions)
+            encoded.append(pair)
+        return encoded
+
+    def assemble(self, tokenizer, prompt_ids: list[int], response_ids: list[int], *, suffix: bool = True) -> EncodedPair | None:
         """Join the parts with the special tokens, cutting the prompt from the left to fit `max_length`."""
-        prefix, separator, suffix = (tokenizer.convert_tokens_to_ids(t) for t in self.special_token_lists())
-        tail = response_ids + suffix
+        prefix, separator, suffix_ids = (tokenizer.convert_tokens_to_ids(t) for t in self.special_token_lists())
+        tail = response_ids + (suffix_ids if suffix else [])
         prompt_budget = self.max_length - len(prefix) - len(separator) - len(tail)
         if prompt_budget < 0:
             return None
@@ -133,6 +176,7 @@ class ScoringSpec(BaseModel):
 class EncodedPair:
     input_ids: list[int]
     prompt_length: int  # tokens before the response (prefix, kept prompt, separator)
+    step_positions: tuple[int, ...] | None = None  # process rewards: the separator token ending each step
 
     @property
     def response_length(self) -> int:
@@ -155,6 +199,14 @@ class SpecEncoder:
     def encode(self, prompt, response) -> list[int] | None:
         encoded = self.spec.encode(self.tokenizer, prompt, response)
         return None if encoded is None else encoded.input_ids
+
+
+def single_token_id(tokenizer, token: str) -> int:
+    """The id of a token that is one entry of the vocabulary (an added special token, or a plain one)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != token:
+        raise ValueError(f"step separator {token!r} is not a single token of this tokenizer's vocabulary")
+    return token_id
 
 
 def as_messages(text, role: str) -> list[dict]:

@@ -24,27 +24,19 @@ from accelerate import Accelerator
 from transformers import get_scheduler
 
 from rewardkit import checkpoint
-from rewardkit.config import LoraConfig, ModelConfig, TrainConfig
-from rewardkit.data import PreferencePair, load_preferences, prepare_preferences
+from rewardkit.config import LoraConfig, ModelConfig, TaskConfig, TrainConfig
 from rewardkit.io import write_json_atomic, write_text_atomic
-from rewardkit.losses import bradley_terry_loss
 from rewardkit.model import RewardModel, head_module
-from rewardkit.pairs import EncodedComparison, comparison_rewards, encode_comparisons, evaluate_comparisons, pair_batches
+from rewardkit.pairs import pair_batches
 from rewardkit.progress import TrainProgress
 from rewardkit.spec import Normalization
+from rewardkit.tasks import NoTrainingData, Task, TrainingData, build_task
 
 LN2 = math.log(2)
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, no usable data); the message says what to change."""
-
-
-@dataclass
-class TrainingData:
-    train: list[PreferencePair]
-    eval: list[PreferencePair]
-    summary: dict
 
 
 @dataclass
@@ -55,7 +47,19 @@ class TrainResult:
 
 
 def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = True) -> TrainResult:
-    """Train a reward model as `config` says; writes OUTPUT_DIR/model, metrics.json, summary.json, train_log.jsonl."""
+    """Train a reward model as `config` says; writes OUTPUT_DIR/model, metrics.json, summary.json, train_log.jsonl.
+
+    With `train.ensemble` K > 1, K members go to OUTPUT_DIR/model/member-{i} (`rewardkit.ensemble`)."""
+    if config.train.ensemble > 1:
+        from rewardkit.ensemble import train_ensemble
+
+        return train_ensemble(config, output_dir, show_progress=show_progress)
+    return train_model(config, output_dir, show_progress=show_progress)
+
+
+def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = True,
+                data: TrainingData | None = None) -> TrainResult:
+    """One model: the recipe. `data` replaces loading the configured sources (ensemble members' resamples)."""
     output_dir = Path(output_dir)
     cfg = config.train
     accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), log_with=None)
@@ -64,14 +68,15 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
         raise TrainingError(f"{output_dir} holds checkpoints of an earlier run: resume it with train.resume=latest, "
                             "or choose a new --output-dir")
     seed_everything(cfg.seed)
-    rm, peft_model = build_model(config.model)
-    data = load_training_data(config, cfg.seed)
-    train_set, eval_set, summary = encode_training_data(rm, data)
+    task = build_task(config.task, use_margin=cfg.use_margin, center_rewards_coefficient=cfg.center_rewards_coefficient)
+    rm, peft_model = build_model(config.model, config.task)
+    data = data or load_training_data(task, config)
+    train_set, eval_set, summary = encode_training_data(task, rm, data)
     global_batch = cfg.batch_size
     local_micro = micro_batch_size(global_batch, accelerator.num_processes, cfg.gradient_accumulation_steps)
     steps_per_epoch = len(train_set) // global_batch
     if steps_per_epoch == 0:
-        raise TrainingError(f"{len(train_set)} usable training pairs is fewer than one batch of {global_batch}")
+        raise TrainingError(f"{len(train_set)} usable training {task.unit} is fewer than one batch of {global_batch}")
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     optimizer = build_optimizer(rm, config)
     scheduler = get_scheduler(
@@ -82,7 +87,7 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
     )
     share_prefix = resolve_share_prefix(cfg.share_prefix, rm)
     model, optimizer = accelerator.prepare(rm, optimizer)
-    progress_state = {"step": 0, "best_eval_accuracy": None, "evals_without_improvement": 0}
+    progress_state = {"step": 0, "best_eval_score": None, "evals_without_improvement": 0}
     if cfg.resume:
         found = checkpoint.find_checkpoint(output_dir, cfg.resume)
         progress_state = checkpoint.load_checkpoint(found, unwrap(accelerator, model), optimizer, scheduler)
@@ -92,41 +97,44 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
         output_dir.mkdir(parents=True, exist_ok=True)
         save_resolved_config(config, output_dir / "config.yaml")
     log = TrainLog(output_dir / "train_log.jsonl", accelerator.is_main_process, cfg.tensorboard, append=bool(cfg.resume))
-    epoch_batches = EpochBatches(train_set, global_batch, cfg.seed, cfg.length_grouping)
-    bar = TrainProgress(total_steps, global_batch, enabled=show_progress and accelerator.is_main_process)
+    epoch_batches = EpochBatches([e.width for e in train_set], global_batch, cfg.seed, cfg.length_grouping)
+    bar = TrainProgress(total_steps, global_batch, unit=task.unit, enabled=show_progress and accelerator.is_main_process)
     stuck_logs, metrics, start_time = 0, None, time.perf_counter()
-    pairs_seen = 0
+    examples_seen = 0
     with bar:
         bar.advance_to(progress_state["step"])
         for step in range(progress_state["step"], total_steps):
             model.train()
             batch = [train_set[i] for i in epoch_batches.for_step(step, steps_per_epoch)]
             local = batch[accelerator.process_index :: accelerator.num_processes]
+            batch_weight = sum(task.weight(e) for e in batch)
             loss_sum, correct = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
             micro_batches = [local[i : i + local_micro] for i in range(0, len(local), local_micro)]
             for i, micro in enumerate(micro_batches):
                 syncing = i == len(micro_batches) - 1
                 with nullcontext() if syncing else accelerator.no_sync(model):
-                    rewards_chosen, rewards_rejected = comparison_rewards(model, rm, micro, accelerator.device,
-                                                                          share_prefix=share_prefix)
-                    loss = pair_loss(rewards_chosen, rewards_rejected, micro, cfg, batch, accelerator.num_processes)
+                    weighted_sum, micro_correct = task.loss(model, rm, micro, accelerator.device, share_prefix=share_prefix)
+                    # this micro-batch's share of the global batch's weighted mean, scaled so that DDP's average
+                    # over processes and the sum over micro-batches give exactly that mean, however it is split
+                    loss = weighted_sum * accelerator.num_processes / batch_weight
                     accelerator.backward(loss)
                 loss_sum += loss.detach()
-                correct += (rewards_chosen > rewards_rejected).sum().detach()
+                if micro_correct is not None:
+                    correct += micro_correct
             if config.optim.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step_loss = accelerator.reduce(loss_sum, "mean").item()
-            step_accuracy = accelerator.reduce(correct, "sum").item() / len(batch)
-            pairs_seen += len(batch)
+            step_accuracy = accelerator.reduce(correct, "sum").item() / len(batch) if task.score_name != "pearson" else None
+            examples_seen += len(batch)
             if not math.isfinite(step_loss):
                 raise TrainingError(
                     f"loss became {step_loss} at step {step + 1}: lower optim.lr, use train.precision=fp32, "
                     "or audit the data (`rewardkit data audit`)"
                 )
-            stuck_logs = stuck_logs + 1 if abs(step_loss - LN2) < 1e-3 else 0
+            stuck_logs = stuck_logs + 1 if task.unit == "pairs" and abs(step_loss - LN2) < 1e-3 else 0
             if stuck_logs == cfg.stuck_loss_steps:
                 accelerator.print(
                     f"warning: the loss has sat at ln 2 for {stuck_logs} steps: chosen and rejected get the same "
@@ -136,15 +144,15 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
             if (step + 1) % cfg.log_every == 0 or step + 1 == total_steps:
                 elapsed = time.perf_counter() - start_time
                 log.write(step + 1, loss=step_loss, accuracy=step_accuracy, lr=scheduler.get_last_lr()[0],
-                          epoch=round((step + 1) / steps_per_epoch, 4), pairs_per_s=round(pairs_seen / elapsed, 3))
+                          epoch=round((step + 1) / steps_per_epoch, 4), examples_per_s=round(examples_seen / elapsed, 3))
             progress_state["step"] = step + 1
             if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total_steps) and eval_set:
-                metrics, rewards = evaluate_comparisons(unwrap(accelerator, model), eval_set, bootstrap=0)
-                log.write(step + 1, eval_accuracy=metrics["overall"]["accuracy"])
-                if track_improvement(progress_state, metrics["overall"]["accuracy"]):
+                evaluation = task.evaluate(unwrap(accelerator, model), eval_set, bootstrap=0)
+                log.write(step + 1, **{f"eval_{task.score_name}": evaluation.score})
+                if track_improvement(progress_state, evaluation.score):
                     progress_state["best_step"] = step + 1
                     if accelerator.is_main_process and peft_model is None:  # adapters are merged once, at the end
-                        save_with_normalization(unwrap(accelerator, model), output_dir / "model", rewards)
+                        save_with_normalization(unwrap(accelerator, model), output_dir / "model", evaluation.rewards)
                 elif cfg.early_stopping_patience and progress_state["evals_without_improvement"] >= cfg.early_stopping_patience:
                     accelerator.print(f"early stopping at step {step + 1}: no eval improvement in "
                                       f"{cfg.early_stopping_patience} evaluations")
@@ -157,14 +165,15 @@ def train(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = 
             accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - start_time
     if accelerator.is_main_process:
-        keep_best = cfg.early_stopping_patience and peft_model is None and progress_state["best_eval_accuracy"] is not None
-        metrics = finish_model(unwrap(accelerator, model), peft_model, output_dir / "model", eval_set,
+        keep_best = cfg.early_stopping_patience and peft_model is None and progress_state["best_eval_score"] is not None
+        metrics = finish_model(task, unwrap(accelerator, model), peft_model, output_dir / "model", eval_set,
                                keep_best=bool(keep_best))
         if metrics:
             write_json_atomic(output_dir / "metrics.json", metrics)
-    summary |= {"steps": progress_state["step"], "share_prefix": share_prefix,
-                "best_eval_accuracy": progress_state["best_eval_accuracy"], "best_step": progress_state.get("best_step"), "train_seconds": round(elapsed, 1),
-                "pairs_per_s": round(pairs_seen / elapsed, 2) if elapsed else None,
+    summary |= {"steps": progress_state["step"], "share_prefix": share_prefix, "eval_score_name": task.score_name,
+                "best_eval_score": progress_state["best_eval_score"], "best_step": progress_state.get("best_step"),
+                "train_seconds": round(elapsed, 1),
+                "examples_per_s": round(examples_seen / elapsed, 2) if elapsed else None,
                 "processes": accelerator.num_processes, "precision": accelerator.mixed_precision}
     if accelerator.is_main_process:
         write_json_atomic(output_dir / "summary.json", summary)
@@ -207,11 +216,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: ModelConfig) -> tuple[RewardModel, object | None]:
-    """The reward model to train, and its PEFT wrapper when training LoRA adapters."""
+def build_model(config: ModelConfig, task: TaskConfig) -> tuple[RewardModel, object | None]:
+    """The reward model to train (its outputs and spec as the task needs), and its PEFT wrapper when training
+    LoRA adapters."""
     rm = RewardModel.from_backbone(config.backbone, max_length=config.max_length, format=config.format,
                                    trust_remote_code=config.trust_remote_code,
-                                   quantize_4bit=bool(config.lora and config.lora.quantize_4bit))
+                                   quantize_4bit=bool(config.lora and config.lora.quantize_4bit),
+                                   attributes=task.attributes if task.type == "pointwise" else None,
+                                   step_separator=task.step_separator if task.type == "process" else None)
+    weights = task.attribute_weights
+    rm.spec = rm.spec.model_copy(update={"task": task.type, "loss": task.loss, "attribute_weights": None if weights is None else [
+        weights.get(name, 0.0) for name in task.attributes]})
     if config.disable_dropout:
         disable_dropout(rm.model)
     if config.gradient_checkpointing:
@@ -247,45 +262,19 @@ def add_lora(rm: RewardModel, config: LoraConfig):
     return peft_model
 
 
-def load_training_data(config: TrainConfig, seed: int) -> TrainingData:
-    """Load every source; hold out eval sources, or split the training pairs by prompt when there are none."""
-    data = config.data
-    train_pairs, train_notes = load_sources(data.train, data.on_bad_record, seed)
-    if data.eval:
-        eval_pairs, eval_notes = load_sources(data.eval, data.on_bad_record, seed)
-        split = prepare_preferences(train_pairs, eval_fraction=0.0, max_pairs_per_prompt=data.max_pairs_per_prompt, seed=seed)
-    else:
-        eval_notes = {}
-        split = prepare_preferences(train_pairs, eval_fraction=data.eval_fraction,
-                                    max_pairs_per_prompt=data.max_pairs_per_prompt, seed=seed)
-        eval_pairs = split.eval
-    if not split.train:
-        raise TrainingError("no usable training pairs: see `rewardkit data audit` for what the sources hold")
-    summary = {"sources": {"train": train_notes, "eval": eval_notes}, "prepare": split.stats,
-               "train_pairs": len(split.train), "eval_pairs": len(eval_pairs)}
-    return TrainingData(split.train, eval_pairs if data.eval else split.eval, summary)
+def load_training_data(task: Task, config: TrainConfig) -> TrainingData:
+    """The task's records from every source: eval sources held out, else the training records split by prompt."""
+    try:
+        return task.load(config.data, config.train.seed)
+    except NoTrainingData as error:
+        raise TrainingError(str(error)) from None
 
 
-def load_sources(sources, on_bad_record: str, seed: int) -> tuple[list[PreferencePair], dict]:
-    pairs, notes = [], {}
-    for source in sources:
-        result = load_preferences(source.path, format=source.format, split=source.split,
-                                  on_bad_record=on_bad_record, subset=source.subset)
-        loaded = result.pairs
-        if source.max_pairs and len(loaded) > source.max_pairs:
-            loaded = random.Random(seed).sample(loaded, source.max_pairs)
-        notes[source.path] = {"subset": source.subset, "pairs": len(loaded), "loaded": len(result.pairs),
-                                               "skipped": len(result.skipped), **result.notes,
-                                               "skip_reasons": [f"{s.location}: {s.reason}" for s in result.skipped[:20]]}
-        pairs.extend(loaded)
-    return pairs, notes
-
-
-def encode_training_data(rm: RewardModel, data: TrainingData):
-    train_set, dropped_train = encode_comparisons(rm, data.train)
-    eval_set, dropped_eval = encode_comparisons(rm, data.eval)
-    summary = data.summary | {"dropped_too_long": {"train": dropped_train, "eval": dropped_eval},
-                              "trained_pairs": len(train_set), "evaluated_pairs": len(eval_set),
+def encode_training_data(task: Task, rm: RewardModel, data: TrainingData):
+    train_set, dropped_train = task.encode(rm, data.train)
+    eval_set, dropped_eval = task.encode(rm, data.eval)
+    summary = data.summary | {"task": task.unit, "dropped_too_long": {"train": dropped_train, "eval": dropped_eval},
+                              "trained_examples": len(train_set), "evaluated_examples": len(eval_set),
                               "spec": rm.spec.model_dump(mode="json", exclude={"chat_template"})}
     return train_set, eval_set, summary
 
@@ -308,25 +297,6 @@ def build_optimizer(rm: RewardModel, config: TrainConfig) -> torch.optim.Optimiz
 
 
 # ---- loop helpers ---------------------------------------------------------------------------------------------------
-def pair_loss(rewards_chosen, rewards_rejected, micro: list[EncodedComparison], cfg, batch: list[EncodedComparison],
-              processes: int) -> torch.Tensor:
-    """This micro-batch's share of the global batch's (weighted) mean loss, scaled so that DDP's average over
-    processes and the sum over accumulated micro-batches give exactly that mean, however the batch is split."""
-    device = rewards_chosen.device
-    margin = weight = None
-    if cfg.use_margin:
-        margin = torch.tensor([c.pair.margin or 0.0 for c in micro], device=device)
-    if any(c.pair.weight is not None for c in micro):
-        weight = torch.tensor([1.0 if c.pair.weight is None else c.pair.weight for c in micro], device=device)
-    loss = bradley_terry_loss(rewards_chosen, rewards_rejected, margin=margin, weight=weight,
-                              center_rewards_coefficient=cfg.center_rewards_coefficient)
-    return loss * processes * pair_weight(micro) / pair_weight(batch)
-
-
-def pair_weight(comparisons: list[EncodedComparison]) -> float:
-    return sum(1.0 if c.pair.weight is None else c.pair.weight for c in comparisons)
-
-
 def unwrap(accelerator: Accelerator, model) -> RewardModel:
     """The bare reward model, without the autocast wrapper: evaluation and saving run in full precision."""
     return accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -342,8 +312,8 @@ def check_distributed_type(accelerator: Accelerator) -> None:
 class EpochBatches:
     """The global batches of each epoch, computed from the seed (so a resumed run sees the same order)."""
 
-    def __init__(self, train_set: list[EncodedComparison], batch_size: int, seed: int, group_by_length: bool) -> None:
-        self.lengths = [c.width for c in train_set]
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool) -> None:
+        self.lengths = lengths
         self.batch_size, self.seed, self.group = batch_size, seed, group_by_length
         self.cached: tuple[int, list[list[int]]] | None = None
 
@@ -354,10 +324,10 @@ class EpochBatches:
         return self.cached[1][index]
 
 
-def track_improvement(state: dict, accuracy: float) -> bool:
-    best = state["best_eval_accuracy"]
-    if best is None or accuracy > best:
-        state["best_eval_accuracy"], state["evals_without_improvement"] = accuracy, 0
+def track_improvement(state: dict, score: float) -> bool:
+    best = state["best_eval_score"]
+    if best is None or score > best:
+        state["best_eval_score"], state["evals_without_improvement"] = score, 0
         return True
     state["evals_without_improvement"] += 1
     return False
@@ -373,7 +343,7 @@ def warn_on_config_change(accelerator, saved: dict | None, config: TrainConfig) 
             accelerator.print("warning: the config differs from the one the checkpoint was saved with")
 
 
-def finish_model(rm: RewardModel, peft_model, directory: Path, eval_set: list[EncodedComparison], *,
+def finish_model(task: Task, rm: RewardModel, peft_model, directory: Path, eval_set: list, *,
                  keep_best: bool) -> dict | None:
     """Save the final model (LoRA merged; or keep the best one already saved) and return its held-out metrics."""
     if keep_best:
@@ -383,13 +353,16 @@ def finish_model(rm: RewardModel, peft_model, directory: Path, eval_set: list[En
     if not eval_set:
         rm.save_pretrained(directory)
         return None
-    metrics, rewards = evaluate_comparisons(rm, eval_set, bootstrap=1000)
-    save_with_normalization(rm, directory, rewards)
-    return metrics
+    evaluation = task.evaluate(rm, eval_set, bootstrap=1000)
+    save_with_normalization(rm, directory, evaluation.rewards)
+    return evaluation.metrics
 
 
-def save_with_normalization(rm: RewardModel, directory: Path, rewards: list[float]) -> None:
-    """Save with the mean and std of `rewards` (every held-out response) stored in the spec."""
+def save_with_normalization(rm: RewardModel, directory: Path, rewards: list[float] | None) -> None:
+    """Save with the mean and std of `rewards` (every held-out response) stored in the spec (None: save as is)."""
+    if rewards is None:
+        rm.save_pretrained(directory)
+        return
     values = np.array(rewards)
     normalization = Normalization(mean=float(values.mean()), std=float(values.std()) or 1.0, n=len(values))
     rm.spec = rm.spec.model_copy(update={"normalization": normalization})

@@ -1,0 +1,145 @@
+"""Reward model ensembles: K members trained on resamples of the data, scored as one.
+
+    rewardkit train --config c.yaml --output-dir runs/ens --ensemble 4    # runs/ens/model/member-{0..3}
+    ensemble = RewardEnsemble.from_pretrained("runs/ens/model", mode="min")
+    scored = ensemble.score(prompts, responses)   # .rewards (combined z-scores), .uncertainty (members' std)
+
+Each member's rewards are z-scored with its own normalization (its held-out statistics), so members on different
+scales weigh alike. The combination is the mean, the min (pessimistic: the standard defense against reward hacking,
+Coste et al. 2024) or mean - k * std (uncertainty-penalized, Eisenstein et al. 2023); the members' spread is each
+item's uncertainty. An ensemble directory holds `ensemble.json` and one stock reward model directory per member.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Sequence
+
+from rewardkit.config import TrainConfig
+from rewardkit.io import write_json_atomic
+from rewardkit.model import RewardModel
+
+EnsembleMode = Literal["mean", "min", "mean-minus-std"]
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass
+class EnsembleScores:
+    rewards: list[float]  # combined z-scores (NaN where a member could not score the item)
+    uncertainty: list[float]  # population std of the members' z-scores
+    members: list[list[float]]  # each member's z-scores
+
+
+def combine_rewards(member_rewards: Sequence[Sequence[float]], mode: EnsembleMode, std_weight: float = 1.0
+                    ) -> tuple[list[float], list[float]]:
+    """(combined reward, population std across members) per item, from each member's z-scored rewards."""
+    combined, spread = [], []
+    for values in zip(*member_rewards):
+        mean, std = statistics.fmean(values), statistics.pstdev(values)
+        combined.append({"mean": mean, "min": min(values), "mean-minus-std": mean - std_weight * std}[mode])
+        spread.append(std)
+    return combined, spread
+
+
+class RewardEnsemble:
+    """Members scored independently, z-scored, then combined per item."""
+
+    def __init__(self, members: Sequence[RewardModel], *, mode: EnsembleMode = "mean", std_weight: float = 1.0) -> None:
+        unnormalized = [i for i, m in enumerate(members) if m.spec.normalization is None]
+        if len(members) < 2 or unnormalized:
+            raise ValueError("an ensemble needs two or more members, each with normalization statistics "
+                             f"(members without: {unnormalized})")
+        self.members, self.mode, self.std_weight = list(members), mode, std_weight
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, mode: EnsembleMode | None = None,
+                        std_weight: float | None = None) -> RewardEnsemble:
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        members = [RewardModel.from_pretrained(directory / name) for name in manifest["members"]]
+        return cls(members, mode=mode or manifest["mode"],
+                   std_weight=manifest["std_weight"] if std_weight is None else std_weight)
+
+    def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32) -> EnsembleScores:
+        members = [m.score(prompts, responses, batch_size=batch_size, normalize=True) for m in self.members]
+        rewards, spread = combine_rewards(members, self.mode, self.std_weight)
+        return EnsembleScores(rewards, spread, members)
+
+
+def is_ensemble(directory: str | Path) -> bool:
+    return (Path(directory) / ENSEMBLE_FILE).is_file()
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / ENSEMBLE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {ENSEMBLE_FILE}: it is not a rewardkit ensemble")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def member_records(records: list, member: int, members: int, sampling: str, seed: int) -> list:
+    """Member `member`'s training records: a bootstrap resample (drawn with replacement, as many as there are),
+    or every `members`-th record of a seeded shuffle (disjoint shares)."""
+    rng = random.Random(f"{seed}:ensemble:{member}")
+    if sampling == "bootstrap":
+        return [records[rng.randrange(len(records))] for _ in records]
+    order = list(range(len(records)))
+    random.Random(f"{seed}:ensemble").shuffle(order)
+    return [records[i] for i in order[member::members]]
+
+
+def train_ensemble(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = True):
+    """Train `config.train.ensemble` members (seed + i, each on its own resample, all held out on the same split)
+    into OUTPUT_DIR/model/member-{i}; OUTPUT_DIR/metrics.json holds the ensemble's held-out metrics."""
+    from rewardkit.train import TrainResult, build_task, load_training_data, train_model
+
+    output_dir = Path(output_dir)
+    cfg = config.train
+    task = build_task(config.task)
+    if task.unit != "pairs":
+        raise ValueError("ensembles are trained on preference pairs (task.type pairwise)")
+    data = load_training_data(task, config)
+    summaries = []
+    for member in range(cfg.ensemble):
+        member_config = config.model_copy(update={"train": cfg.model_copy(update={"ensemble": 1, "seed": cfg.seed + member})})
+        member_data = replace(data, train=member_records(data.train, member, cfg.ensemble, cfg.ensemble_sampling, cfg.seed))
+        result = train_model(member_config, output_dir / "members" / f"member-{member}", show_progress=show_progress,
+                             data=member_data)
+        summaries.append(result.summary)
+    model_dir = output_dir / "model"
+    save_ensemble(model_dir, [output_dir / "members" / f"member-{i}" / "model" for i in range(cfg.ensemble)],
+                  sampling=cfg.ensemble_sampling)
+    metrics = None
+    if data.eval:
+        from rewardkit.evaluate import evaluate_ensemble_pairs
+
+        metrics = evaluate_ensemble_pairs(RewardEnsemble.from_pretrained(model_dir), data.eval)
+        write_json_atomic(output_dir / "metrics.json", metrics)
+    seconds = sum(s["train_seconds"] for s in summaries)
+    summary = summaries[0] | {
+        "ensemble": cfg.ensemble, "sampling": cfg.ensemble_sampling, "members": summaries, "train_seconds": round(seconds, 1),
+        "trained_examples": sum(s["trained_examples"] for s in summaries),
+        "examples_per_s": round(sum(s["trained_examples"] for s in summaries) * config.train.epochs / seconds, 2)}
+    write_json_atomic(output_dir / "summary.json", summary)
+    return TrainResult(model_dir, metrics, summary)
+
+
+def save_ensemble(directory: Path, member_dirs: Sequence[Path], *, mode: EnsembleMode = "mean", std_weight: float = 1.0,
+                  sampling: str | None = None) -> None:
+    """Move the members into `directory` and write its manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, member in enumerate(member_dirs):
+        name = f"member-{i}"
+        target = directory / name
+        if target.exists():
+            shutil.rmtree(target)
+        Path(member).rename(target)
+        names.append(name)
+    write_json_atomic(directory / ENSEMBLE_FILE, {"members": names, "mode": mode, "std_weight": std_weight,
+                                                  "sampling": sampling})
