@@ -170,17 +170,30 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
 
 
 def apply_override(raw: dict, override: str) -> None:
-    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, booleans, lists, null)."""
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (numbers, booleans, lists, null).
+    A number addresses a list item: `data.train.0.ties=keep`."""
     key, sep, value = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r} is not key=value")
     *parents, leaf = key.split(".")
     node = raw
     for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
+        if isinstance(node, list):
+            node = list_item(node, part, override)
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
             raise ConfigError(f"override {override!r}: {part} is not a section")
+    if isinstance(node, list):
+        list_item(node, leaf, override)  # the index must exist
+        leaf = int(leaf)
     node[leaf] = yaml.safe_load(value)
+
+
+def list_item(items: list, index: str, override: str):
+    if not index.isdigit() or int(index) >= len(items):
+        raise ConfigError(f"override {override!r}: {index} is not an index of a list of {len(items)}")
+    return items[int(index)]
 
 
 def resolve_source_paths(raw: dict, config_dir: Path) -> None:
