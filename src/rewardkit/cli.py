@@ -170,14 +170,28 @@ def score(
     output: Annotated[Path, typer.Option(help="JSONL: the input fields plus reward.")],
     batch_size: int = 32,
     normalize: Annotated[bool, typer.Option(help="Also write the z-scored reward (spec normalization).")] = False,
+    weight: Annotated[Optional[list[str]], typer.Option(
+        help="Multi-attribute models: NAME=W weighs an attribute in the reward (repeatable; unnamed ones get 0).")] = None,
 ) -> None:
-    """Score prompt-response pairs (or conversations) with a trained reward model."""
+    """Score prompt-response pairs (or conversations, or a process model's step lists) with a trained model."""
     from rewardkit.model import RewardModel
     from rewardkit.score import score_file
 
     quiet_transformers()
-    count = score_file(RewardModel.from_pretrained(model), input, output, batch_size=batch_size, normalize=normalize)
+    weights = dict(parse_weight(w) for w in weight) if weight else None
+    count = score_file(RewardModel.from_pretrained(model), input, output, batch_size=batch_size, normalize=normalize,
+                       attribute_weights=weights)
     console.print(f"scored {count} records -> {output}")
+
+
+def parse_weight(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        if not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise ValueError(f"--weight {text!r}: expected NAME=NUMBER, e.g. verbosity=-0.5") from None
 
 
 @data_app.command("audit")

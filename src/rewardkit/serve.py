@@ -482,6 +482,9 @@ def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, trus
         path = Path(directory).resolve()
         if path not in loaded:
             loaded[path] = RewardModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+            if loaded[path].spec.task == "process":
+                raise ValueError(f"{directory} is a process reward model (step scores): the service scores whole "
+                                 "responses; score steps offline with `rewardkit score`")
         return loaded[path]
 
     models, ensembles = {}, {}
