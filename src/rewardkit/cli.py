@@ -95,13 +95,18 @@ def run_training(config, output_dir: Path) -> None:
     console.print(f"trained on {summary['trained_examples']} {unit} ({summary['dropped_too_long']['train']} dropped: "
                   f"too long for max_length) in {summary['train_seconds']} s: {summary['examples_per_s']} {unit}/s, "
                   f"{precision}")
-    if result.metrics and unit != "pairs":
+    if result.metrics and "overall" not in result.metrics:  # label tasks: ratings, verifiers, steps
         console.print_json(json.dumps(result.metrics))
         console.print(f"metrics: {output_dir / 'metrics.json'}")
     elif result.metrics:
         from rewardkit.report import ModelResult, console_table
 
         console.print(console_table([ModelResult("model", result.metrics, predictions=[])], title="held-out accuracy"))
+        if "ensemble" in result.metrics:
+            found = result.metrics["ensemble"]
+            members = ", ".join(f"{a:.4f}" for a in found["member_accuracy"])
+            console.print(f"members' accuracy: {members}; accuracy on the most / least certain quarter: "
+                          f"{found['by_uncertainty']['most_certain']:.4f} / {found['by_uncertainty']['least_certain']:.4f}")
         console.print(f"metrics: {output_dir / 'metrics.json'}")
     console.print(f"model:   {result.model_dir}")
 

@@ -31,10 +31,12 @@ STEP_THRESHOLD = 0.5  # a step is predicted wrong when P(right so far) falls bel
 
 
 @dataclass(frozen=True)
-class EncodedRated:
-    record: RatedResponse
-    encoded: EncodedPair
-    targets: tuple[float, ...]  # one per attribute (0 where missing)
+class EncodedLabels:
+    """One response (or solution) encoded, with its labels: per attribute, or per step."""
+
+    record: RatedResponse | StepSolution
+    encoded: EncodedPair  # with step_positions for a solution
+    targets: tuple[float, ...]  # 0 where missing
     labelled: tuple[bool, ...]
 
     @property
@@ -58,17 +60,17 @@ class PointwiseTask:
     def read(self, path: str, **options) -> LoadedRecords:
         return load_ratings(path, attributes=self.attributes, **options)
 
-    def encode(self, rm: RewardModel, records: Sequence[RatedResponse]) -> tuple[list[EncodedRated], int]:
+    def encode(self, rm: RewardModel, records: Sequence[RatedResponse]) -> tuple[list[EncodedLabels], int]:
         encoded = rm.spec.encode_batch(rm.tokenizer, [r.prompt for r in records], [r.response for r in records])
-        kept = [EncodedRated(r, e, tuple(r.labels.get(a, 0.0) for a in self.attributes),
+        kept = [EncodedLabels(r, e, tuple(r.labels.get(a, 0.0) for a in self.attributes),
                              tuple(a in r.labels for a in self.attributes))
                 for r, e in zip(records, encoded) if e is not None and any(a in r.labels for a in self.attributes)]
         return kept, len(records) - len(kept)
 
-    def weight(self, example: EncodedRated) -> float:
+    def weight(self, example: EncodedLabels) -> float:
         return 1.0
 
-    def loss(self, model, rm: RewardModel, micro: Sequence[EncodedRated], device, *, share_prefix: bool):
+    def loss(self, model, rm: RewardModel, micro: Sequence[EncodedLabels], device, *, share_prefix: bool):
         batch = rm.collate([e.encoded for e in micro])
         outputs = model(**{k: v.to(device) for k, v in batch.items()}).reshape(len(micro), -1)  # (b, A)
         targets = torch.tensor([e.targets for e in micro], device=device)
@@ -79,7 +81,7 @@ class PointwiseTask:
             return loss * len(micro), correct.sum().detach()
         return masked_mse_loss(outputs, targets, mask) * len(micro), None
 
-    def evaluate(self, rm: RewardModel, examples: Sequence[EncodedRated], *, bootstrap: int = 1000) -> Evaluation:
+    def evaluate(self, rm: RewardModel, examples: Sequence[EncodedLabels], *, bootstrap: int = 1000) -> Evaluation:
         """Per attribute: regression metrics (for BCE on the probability), ordering accuracy among responses to
         the same prompt, and for a `correct` attribute with groups, best-of-n selection against majority vote."""
         outputs = rm.outputs_encoded([e.encoded for e in examples])
@@ -110,7 +112,7 @@ def probability(logit: float) -> float:
     return torch.sigmoid(torch.tensor(logit)).item()
 
 
-def candidate_groups(examples: Sequence[EncodedRated], scores: Sequence[float]) -> list[list[tuple]]:
+def candidate_groups(examples: Sequence[EncodedLabels], scores: Sequence[float]) -> list[list[tuple]]:
     """(score, correct, answer) of the candidate responses of each group (a question's sampled solutions), for
     best-of-n selection; groups with one candidate choose nothing and are left out."""
     groups: dict[str, list] = {}
@@ -118,18 +120,6 @@ def candidate_groups(examples: Sequence[EncodedRated], scores: Sequence[float]) 
         if e.record.group is not None and "correct" in e.record.labels:
             groups.setdefault(e.record.group, []).append((score, e.record.labels["correct"] > 0.5, e.record.answer))
     return [g for g in groups.values() if len(g) > 1]
-
-
-@dataclass(frozen=True)
-class EncodedSolution:
-    record: StepSolution
-    encoded: EncodedPair  # with step_positions
-    targets: tuple[float, ...]
-    labelled: tuple[bool, ...]
-
-    @property
-    def width(self) -> int:
-        return len(self.encoded.input_ids)
 
 
 class ProcessTask:
@@ -148,7 +138,7 @@ class ProcessTask:
     def read(self, path: str, **options) -> LoadedRecords:
         return load_steps(path, **options)
 
-    def encode(self, rm: RewardModel, records: Sequence[StepSolution]) -> tuple[list[EncodedSolution], int]:
+    def encode(self, rm: RewardModel, records: Sequence[StepSolution]) -> tuple[list[EncodedLabels], int]:
         encoded = rm.spec.encode_steps(rm.tokenizer, [r.prompt for r in records], [r.steps for r in records])
         kept = []
         for record, e in zip(records, encoded):
@@ -156,14 +146,14 @@ class ProcessTask:
             if self.last_step_only:
                 labelled = [False] * (len(labelled) - 1) + labelled[-1:]
             if e is not None and any(labelled):
-                kept.append(EncodedSolution(record, e, tuple(label or 0.0 for label in record.labels), tuple(labelled)))
+                kept.append(EncodedLabels(record, e, tuple(label or 0.0 for label in record.labels), tuple(labelled)))
         return kept, len(records) - len(kept)
 
-    def weight(self, example: EncodedSolution) -> float:
+    def weight(self, example: EncodedLabels) -> float:
         """Labelled steps: the loss is a mean over every supervised step of the batch."""
         return float(sum(example.labelled))
 
-    def loss(self, model, rm: RewardModel, micro: Sequence[EncodedSolution], device, *, share_prefix: bool):
+    def loss(self, model, rm: RewardModel, micro: Sequence[EncodedLabels], device, *, share_prefix: bool):
         batch, index = rm.collate_steps([e.encoded for e in micro])
         logits = model(**{k: v.to(device) for k, v in batch.items()}, score_index=index.to(device))  # (b, k_max)
         k_max = logits.shape[1]
@@ -174,7 +164,7 @@ class ProcessTask:
         correct = (((logits > 0) == (targets > 0.5)) & mask).float().sum(-1) / mask.sum(-1).clamp(min=1)
         return loss * weight.sum(), correct.sum().detach()
 
-    def evaluate(self, rm: RewardModel, examples: Sequence[EncodedSolution], *, bootstrap: int = 1000) -> Evaluation:
+    def evaluate(self, rm: RewardModel, examples: Sequence[EncodedLabels], *, bootstrap: int = 1000) -> Evaluation:
         """ProcessBench's first-error metrics, step-level accuracy, and how well each aggregate of the step
         probabilities (min, product, last, mean) tells all-correct solutions from the others (AUC)."""
         probabilities = rm.step_probabilities([e.encoded for e in examples])
