@@ -255,3 +255,27 @@ def test_an_ensemble_trains_saves_scores_evaluates_and_serves(llama_dir, toy_dat
     assert "by_uncertainty" in evaluated.metrics["ensemble"]
     _, ensembles = load_models([], [f"ens={result.model_dir}"])
     assert len(ensembles["ens"]) == 3
+
+
+def test_last_step_only_supervises_one_position_per_solution(llama_dir):
+    from rewardkit.config import TaskConfig
+    from rewardkit.labels import StepSolution
+    from rewardkit.pointwise import ProcessTask
+
+    rm = RewardModel.from_backbone(str(llama_dir), max_length=64, step_separator="<|step|>")
+    records = [StepSolution(prompt="p", steps=["a", "b", "c"], labels=[1.0, 0.0, 0.0], id="s", first_error=1)]
+    [every] = ProcessTask(TaskConfig(type="process")).encode(rm, records)[0]
+    [last] = ProcessTask(TaskConfig(type="process", last_step_only=True)).encode(rm, records)[0]
+    assert every.labelled == (True, True, True) and last.labelled == (False, False, True)
+    assert len(every.encoded.step_positions) == 3
+
+
+def test_ensemble_members_get_bootstrap_resamples_or_disjoint_shares():
+    from rewardkit.ensemble import member_records
+
+    records = list(range(30))
+    shares = [member_records(records, i, 3, "disjoint", seed=0) for i in range(3)]
+    assert sorted(x for share in shares for x in share) == records and all(len(s) == 10 for s in shares)
+    resamples = [member_records(records, i, 3, "bootstrap", seed=0) for i in range(3)]
+    assert all(len(r) == 30 for r in resamples) and len(set(resamples[0])) < 30, "drawn with replacement"
+    assert resamples[0] != resamples[1] and resamples[0] == member_records(records, 0, 3, "bootstrap", seed=0)
