@@ -66,16 +66,20 @@ def test_annotated_ties_train_both_sides_alike(llama_dir, tmp_path, loss):
     assert result.metrics["ties"]["n"] > 0 and result.metrics["overall"]["accuracy"] >= 0.75
     assert result.metrics["ties"]["mean_abs_difference_ties"] < result.metrics["ties"]["mean_abs_difference_decided"]
     plain = train(load_config(None, [], base=config(llama_dir, data, {})), tmp_path / "bt", show_progress=False)
-    assert plain.summary["ties"]["train"] == 0, "Bradley-Terry drops annotated ties"
+    assert plain.summary["ties"]["train"] == 0, "Bradley-Terry drops annotated ties (by default, at loading)"
     assert tie_gap(result.model_dir) < tie_gap(plain.model_dir)
 
 
-def test_ties_kept_for_bradley_terry_is_a_config_error(llama_dir, tmp_path):
+def test_bradley_terry_leaves_kept_ties_out_of_training_but_in_the_evaluation(llama_dir, tmp_path):
     data = tie_data(tmp_path / "ties.jsonl")
-    cfg = load_config(None, [], base=config(llama_dir, data, {}))
-    cfg.data.train[0].ties = "keep"
-    with pytest.raises(Exception, match="tie-aware loss"):
-        train(cfg, tmp_path / "run", show_progress=False)
+    tie_aware = train(load_config(None, ["data.train.0.ties=keep", "task.loss=davidson"], base=config(llama_dir, data, {})),
+                      tmp_path / "davidson", show_progress=False)
+    plain = train(load_config(None, ["data.train.0.ties=keep"], base=config(llama_dir, data, {})), tmp_path / "bt",
+                  show_progress=False)
+    assert plain.summary["ties"]["train"] == 0 and plain.summary["ties"]["not_trained"] == tie_aware.summary["ties"]["train"]
+    assert plain.metrics["ties"]["n"] == tie_aware.metrics["ties"]["n"] > 0, "the same held-out pairs"
+    assert plain.metrics["overall"]["n"] == tie_aware.metrics["overall"]["n"]
+    assert tie_aware.metrics["ties"]["mean_abs_difference_ties"] < plain.metrics["ties"]["mean_abs_difference_ties"]
 
 
 # ---- rankings ----------------------------------------------------------------------------------------------------

@@ -40,8 +40,9 @@ class SourceConfig(Strict):
     split: str = "train"
     subset: str | None = Field(None, description="Name the pairs' subset (for per-source metrics).")
     max_pairs: int | None = Field(None, gt=0, description="Keep at most this many records (a seeded sample).")
-    ties: Literal["drop", "keep"] = Field("drop", description="Pairs annotated as ties: drop them, or keep them "
-                                          "for a tie-aware loss (task.loss rao_kupper or davidson).")
+    ties: Literal["drop", "keep"] = Field("drop", description="Pairs annotated as ties: drop them, or keep them: a "
+                                          "tie-aware loss (task.loss rao_kupper or davidson) trains on them, and "
+                                          "every loss is evaluated on the held-out ones.")
     min_agreement: float = Field(0.0, ge=0, le=1, description="Drop multi-annotator pairs with a weaker majority.")
     weight_by_agreement: bool = Field(False, description="Weight multi-annotator pairs by their majority's share.")
 

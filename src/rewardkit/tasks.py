@@ -129,8 +129,9 @@ def load_split_records(data: DataConfig, seed: int, loader) -> TrainingData:
 
 # ---------------------------------------------------------------------------------------------------- pairwise
 class PairwiseTask:
-    """Preference pairs. Bradley-Terry trains on decided pairs only; Rao-Kupper and Davidson add a tie outcome,
-    so pairs annotated as ties pull both rewards together."""
+    """Preference pairs. Rao-Kupper and Davidson add a tie outcome, so pairs annotated as ties (a source's
+    `ties: keep`) pull both rewards together; Bradley-Terry leaves them out of training (counted), but they stay in
+    the split and the held-out metrics, so both losses are compared on the same pairs."""
 
     unit = "pairs"
     score_name = "accuracy"
@@ -153,23 +154,22 @@ class PairwiseTask:
             split.eval = eval_pairs
         else:
             split = prepare_preferences(train_pairs, eval_fraction=data.eval_fraction, max_pairs_per_prompt=cap, seed=seed)
-        if not split.train:
+        train = [p for p in split.train if self.trains_ties or not p.tie]  # ties stay in the split and the eval
+        if not train:
             raise NoTrainingData("no usable training pairs: see `rewardkit data audit` for what the sources hold")
-        train = with_prompt_weights(split.train) if self.weight_per_prompt else split.train
+        train = with_prompt_weights(train) if self.weight_per_prompt else train
         summary = {"sources": {"train": train_notes, "eval": eval_notes}, "prepare": split.stats,
                    "train_records": len(train), "eval_records": len(split.eval),
-                   "ties": {"train": sum(p.tie for p in train), "eval": sum(p.tie for p in split.eval)}}
+                   "ties": {"train": sum(p.tie for p in train), "not_trained": len(split.train) - len(train),
+                            "eval": sum(p.tie for p in split.eval)}}
         return TrainingData(train, split.eval, summary)
 
     def load_sources(self, sources, on_bad_record: str, seed: int) -> tuple[list[PreferencePair], dict]:
         pairs, notes = [], {}
         for source in sources:
             result = load_preferences(source.path, format=source.format, split=source.split,
-                                      on_bad_record=on_bad_record, subset=source.subset,
-                                      ties=source.ties if self.trains_ties else "drop",
+                                      on_bad_record=on_bad_record, subset=source.subset, ties=source.ties,
                                       min_agreement=source.min_agreement, weight_by_agreement=source.weight_by_agreement)
-            if source.ties == "keep" and not self.trains_ties:
-                raise NoTrainingData(f"{source.path}: ties: keep needs a tie-aware loss (task.loss rao_kupper or davidson)")
             kept = sample_records(result.pairs, source.max_pairs, seed)
             notes[source.path] = source_notes(result.pairs, kept, result.skipped, result.notes, source.subset)
             pairs += kept
