@@ -92,7 +92,8 @@ def run_training(config, output_dir: Path) -> None:
     summary = result.summary
     precision = "bf16 autocast" if summary["precision"] == "bf16" else "fp32"
     unit = summary["task"]
-    console.print(f"trained on {summary['trained_examples']} {unit} ({summary['dropped_too_long']['train']} dropped: "
+    members = f"{summary['ensemble']} members, " if summary.get("ensemble") else ""
+    console.print(f"trained {members}on {summary['trained_examples']} {unit} ({summary['dropped_too_long']['train']} dropped: "
                   f"too long for max_length) in {summary['train_seconds']} s: {summary['examples_per_s']} {unit}/s, "
                   f"{precision}")
     if result.metrics and "overall" not in result.metrics:  # label tasks: ratings, verifiers, steps

@@ -1,10 +1,12 @@
-"""The training recipe: Bradley-Terry reward modeling on `accelerate`, one readable loop.
+"""The training recipe: reward modeling on `accelerate`, one readable loop for every task family.
 
     rewardkit train --config configs/minilm.yaml --set optim.lr=1e-5 --output-dir runs/minilm
     accelerate launch --multi_gpu -m rewardkit.cli train --config ... --output-dir ...   # same code, many GPUs
 
-Each optimizer step takes one global batch of `train.batch_size` pairs (the same for a seed, whatever the number
-of processes); each process takes its share, in `gradient_accumulation_steps` micro-batches.
+The task (`rewardkit.tasks`: pairs, rankings, rated responses or step-labelled solutions) says what an example
+is, its loss and its evaluation; the loop is the same for all. Each optimizer step takes one global batch of
+`train.batch_size` examples (the same for a seed, whatever the number of processes); each process takes its
+share, in `gradient_accumulation_steps` micro-batches.
 """
 
 from __future__ import annotations
