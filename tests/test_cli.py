@@ -60,3 +60,21 @@ def test_bad_input_is_one_clear_line(tmp_path):
     assert "bad.jsonl:1" in result.output and "rejected" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["score", "--model", str(tmp_path), "--input", str(bad), "--output", str(tmp_path / "o")])
     assert result.exit_code == 1 and "not a rewardkit model" in result.output
+
+
+def test_ensemble_training_and_weighted_scoring_from_the_command_line(llama_dir, toy_data, tmp_path):
+    config = {
+        "model": {"backbone": str(llama_dir), "max_length": 64},
+        "data": {"train": [{"path": str(toy_data)}], "eval_fraction": 0.25},
+        "train": {"batch_size": 8, "epochs": 1},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "ens"),
+                                 "--ensemble", "2"])
+    assert result.exit_code == 0, result.output
+    assert "trained 2 members" in result.output and "most / least certain" in result.output
+    assert (tmp_path / "ens" / "model" / "ensemble.json").is_file()
+    write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q?", "response": "a good helpful answer"}])
+    result = runner.invoke(app, ["score", "--model", str(tmp_path / "ens" / "model" / "member-0"), "--input",
+                                 str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"), "--weight", "x"])
+    assert result.exit_code == 1 and "expected NAME=NUMBER" in result.output
