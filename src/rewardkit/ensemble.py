@@ -121,10 +121,10 @@ def train_ensemble(config: TrainConfig, output_dir: str | Path, *, show_progress
         metrics = evaluate_ensemble_pairs(RewardEnsemble.from_pretrained(model_dir), data.eval)
         write_json_atomic(output_dir / "metrics.json", metrics)
     seconds = sum(s["train_seconds"] for s in summaries)
+    trained = sum(s["trained_examples"] for s in summaries)
     summary = summaries[0] | {
         "ensemble": cfg.ensemble, "sampling": cfg.ensemble_sampling, "members": summaries, "train_seconds": round(seconds, 1),
-        "trained_examples": sum(s["trained_examples"] for s in summaries),
-        "examples_per_s": round(sum(s["trained_examples"] for s in summaries) * config.train.epochs / seconds, 2)}
+        "trained_examples": trained, "examples_per_s": round(trained * cfg.epochs / seconds, 2) if seconds else None}
     write_json_atomic(output_dir / "summary.json", summary)
     return TrainResult(model_dir, metrics, summary)
 
