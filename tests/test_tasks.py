@@ -257,6 +257,12 @@ def test_an_ensemble_trains_saves_scores_evaluates_and_serves(llama_dir, toy_dat
     [evaluated] = evaluate(EvalConfig(models=[result.model_dir], data=[str(toy_data)], out_dir=tmp_path / "eval",
                                       bootstrap=0, progress=False))
     assert "by_uncertainty" in evaluated.metrics["ensemble"]
+    [pessimistic] = evaluate(EvalConfig(models=[result.model_dir], data=[str(tmp_path / "ens" / "eval.jsonl")],
+                                        out_dir=tmp_path / "eval-min", bootstrap=0, progress=False, ensemble_mode="min"))
+    assert pessimistic.metrics["ensemble"]["mode"] == "min"
+    assert pessimistic.metrics["overall"]["n"] == result.metrics["overall"]["n"], "eval.jsonl holds the held-out pairs"
+    with pytest.raises(ValueError, match="unknown ensemble mode"):
+        RewardEnsemble.from_pretrained(result.model_dir, mode="max")
     _, ensembles = load_models([], [f"ens={result.model_dir}"])
     assert len(ensembles["ens"]) == 3
 

@@ -129,6 +129,9 @@ def evaluate_command(
     on_bad_record: Annotated[str, typer.Option(
         help="error: stop at the first bad record; skip: count it and go on.")] = "error",
     batch_size: int = 32,
+    ensemble_mode: Annotated[Optional[str], typer.Option(
+        help="Ensembles: mean, min or mean-minus-std (default: the mode saved with the ensemble).")] = None,
+    std_weight: Annotated[Optional[float], typer.Option(help="Ensembles: k in mean - k * std.")] = None,
 ) -> None:
     """Score preference files with one or more reward models; write metrics, predictions and an HTML report.
 
@@ -142,7 +145,7 @@ def evaluate_command(
     quiet_transformers()
     config = EvalConfig(models=model, data=data, out_dir=out, subset_field=subset_field, bootstrap=bootstrap,
                         seed=seed, fit_temperature=fit_temperature, format=format, on_bad_record=on_bad_record,
-                        batch_size=batch_size)
+                        batch_size=batch_size, ensemble_mode=ensemble_mode, std_weight=std_weight)
     results = evaluate(config)
     if "overall" not in results[0].metrics:  # scored against labels (ratings, verifier outcomes, steps)
         for result in results:

@@ -18,13 +18,15 @@ import shutil
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 from rewardkit.config import TrainConfig
+from rewardkit.data import save_preferences
 from rewardkit.io import write_json_atomic
 from rewardkit.model import RewardModel
 
 EnsembleMode = Literal["mean", "min", "mean-minus-std"]
+MODES = get_args(EnsembleMode)
 ENSEMBLE_FILE = "ensemble.json"
 
 
@@ -50,6 +52,8 @@ class RewardEnsemble:
     """Members scored independently, z-scored, then combined per item."""
 
     def __init__(self, members: Sequence[RewardModel], *, mode: EnsembleMode = "mean", std_weight: float = 1.0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown ensemble mode {mode!r}; use one of {list(MODES)}")
         unnormalized = [i for i, m in enumerate(members) if m.spec.normalization is None]
         if len(members) < 2 or unnormalized:
             raise ValueError("an ensemble needs two or more members, each with normalization statistics "
@@ -95,7 +99,8 @@ def member_records(records: list, member: int, members: int, sampling: str, seed
 
 def train_ensemble(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = True):
     """Train `config.train.ensemble` members (seed + i, each on its own resample, all held out on the same split)
-    into OUTPUT_DIR/model/member-{i}; OUTPUT_DIR/metrics.json holds the ensemble's held-out metrics."""
+    into OUTPUT_DIR/model/member-{i}; OUTPUT_DIR/metrics.json holds the ensemble's held-out metrics and
+    OUTPUT_DIR/eval.jsonl the held-out pairs."""
     from rewardkit.train import TrainResult, build_task, load_training_data, train_model
 
     output_dir = Path(output_dir)
@@ -117,6 +122,8 @@ def train_ensemble(config: TrainConfig, output_dir: str | Path, *, show_progress
     metrics = None
     if data.eval:
         from rewardkit.evaluate import evaluate_ensemble_pairs
+
+        save_preferences(data.eval, output_dir / "eval.jsonl")  # re-evaluate other modes on exactly these pairs
 
         metrics = evaluate_ensemble_pairs(RewardEnsemble.from_pretrained(model_dir), data.eval)
         write_json_atomic(output_dir / "metrics.json", metrics)

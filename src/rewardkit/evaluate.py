@@ -84,6 +84,8 @@ class EvalConfig:
     on_bad_record: Literal["error", "skip"] = "error"
     batch_size: int = 32
     progress: bool = True
+    ensemble_mode: str | None = None  # ensembles: mean, min or mean-minus-std instead of the saved mode
+    std_weight: float | None = None  # ensembles: k of mean-minus-std instead of the saved one
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,9 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
     with counting_progress(enabled=config.progress) as progress:
         for name, directory in zip(names, config.models):
             if is_ensemble(directory):
-                result = evaluate_ensemble(RewardEnsemble.from_pretrained(directory), data, name=name,
+                ensemble = RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode,
+                                                          std_weight=config.std_weight)
+                result = evaluate_ensemble(ensemble, data, name=name,
                                            bootstrap=config.bootstrap, seed=config.seed, batch_size=config.batch_size,
                                            progress=progress)
                 result.metrics |= {"model": str(directory), "skipped_records": len(data.skipped)}
