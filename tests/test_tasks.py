@@ -230,6 +230,8 @@ def test_a_process_reward_model_finds_the_first_error(llama_dir, tmp_path):
     [evaluated] = evaluate(EvalConfig(models=[result.model_dir], data=[str(data)], out_dir=tmp_path / "eval",
                                       bootstrap=0, progress=False))
     assert evaluated.metrics["solutions"] == 64 and evaluated.metrics["processbench"]["n_error"] == 32
+    lines = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 64 and {"first_error", "predicted_first_error", "step_probabilities"} <= lines[0].keys()
 
 
 def test_process_models_need_a_decoder(bert_dir, tmp_path):

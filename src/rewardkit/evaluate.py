@@ -152,17 +152,21 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
 
 
 def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
-    """Pointwise and process models on label files: metrics.json (by model when several) and report.md."""
+    """Pointwise and process models on label files: metrics.json (by model when several), predictions.jsonl (one
+    line per model and record: its outputs, or its step probabilities and predicted first error) and report.md."""
     results = []
     for name, directory in zip(names, config.models):
         rm = RewardModel.from_pretrained(directory)
         if not evaluates_labels(rm.spec, config.data):
             raise DataError(f"{directory} is a {rm.spec.task} model and the others are scored against labels: "
                             "evaluate preference models and label models separately")
-        metrics = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record, bootstrap=config.bootstrap)
-        results.append(ModelResult(name=name, metrics=metrics | {"model": str(directory)}, predictions=[]))
+        metrics, predictions = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record,
+                                                    bootstrap=config.bootstrap)
+        results.append(ModelResult(name=name, metrics=metrics | {"model": str(directory)},
+                                   predictions=[p | {"model": name} for p in predictions]))
     document = results[0].metrics if len(results) == 1 else {"models": {r.name: r.metrics for r in results}}
     write_json_atomic(config.out_dir / "metrics.json", document)
+    write_jsonl_atomic(config.out_dir / "predictions.jsonl", (p for r in results for p in r.predictions))
     write_text_atomic(config.out_dir / "report.md", "\n\n".join(
         f"# {r.name}\n\n```json\n{json.dumps(r.metrics, indent=2)}\n```" for r in results) + "\n")
     return results

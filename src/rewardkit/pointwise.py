@@ -105,7 +105,11 @@ class PointwiseTask:
         weights = rm.attribute_weight_vector()
         rewards = [sum(w * v for w, v in zip(weights, out)) for out in outputs]
         values = [m[self.score_name] for m in metrics["attributes"].values() if m.get(self.score_name) is not None]
-        return Evaluation(metrics, sum(values) / len(values) if values else float("nan"), rewards)
+        names = self.attributes
+        predictions = [{"id": e.record.id, "subset": e.record.subset, "group": e.record.group,
+                        "labels": e.record.labels, "outputs": dict(zip(names, out)), "reward": reward}
+                       for e, out, reward in zip(examples, outputs, rewards)]
+        return Evaluation(metrics, sum(values) / len(values) if values else float("nan"), rewards, predictions)
 
 
 def probability(logit: float) -> float:
@@ -169,7 +173,11 @@ class ProcessTask:
         probabilities (min, product, last, mean) tells all-correct solutions from the others (AUC)."""
         probabilities = rm.step_probabilities([e.encoded for e in examples])
         metrics = process_metrics([e.record for e in examples], probabilities)
-        return Evaluation(metrics, metrics["processbench"]["f1"] if metrics.get("processbench") else float("nan"), None)
+        predictions = [{"id": e.record.id, "subset": e.record.subset, "first_error": e.record.first_error,
+                        "predicted_first_error": first_error_index(p, STEP_THRESHOLD), "labels": e.record.labels,
+                        "step_probabilities": p} for e, p in zip(examples, probabilities)]
+        score = metrics["processbench"]["f1"] if metrics.get("processbench") else float("nan")
+        return Evaluation(metrics, score, None, predictions)
 
 
 def pad(values: Sequence, width: int, fill) -> list:
@@ -216,9 +224,9 @@ def is_rating_file(file: str) -> bool:
 
 
 def evaluate_label_files(rm: RewardModel, files: Sequence[str], *, on_bad_record: str = "error",
-                         bootstrap: int = 1000) -> dict:
+                         bootstrap: int = 1000) -> tuple[dict, list[dict]]:
     """The metrics of the task the model was trained as (`PointwiseTask.evaluate` or `ProcessTask.evaluate`) on
-    label files, with the records skipped as bad and those too long for the model counted."""
+    label files, with the records skipped as bad and those too long for the model counted; and the predictions."""
     spec = rm.spec
     config = TaskConfig(type=spec.task, loss=spec.loss, attributes=spec.attributes or ["reward"])
     task = PointwiseTask(config) if spec.task == "pointwise" else ProcessTask(config)
@@ -230,5 +238,6 @@ def evaluate_label_files(rm: RewardModel, files: Sequence[str], *, on_bad_record
     examples, dropped = task.encode(rm, records)
     if not examples:
         raise ValueError(f"no record of {', '.join(files)} fits the model's max_length ({spec.max_length} tokens)")
-    metrics = task.evaluate(rm, examples, bootstrap=bootstrap).metrics
-    return metrics | {"task": spec.task, "dropped_too_long": dropped, "skipped_records": len(skipped)}
+    evaluation = task.evaluate(rm, examples, bootstrap=bootstrap)
+    metrics = evaluation.metrics | {"task": spec.task, "dropped_too_long": dropped, "skipped_records": len(skipped)}
+    return metrics, evaluation.predictions

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -70,6 +70,7 @@ class Evaluation:
     metrics: dict
     score: float  # what early stopping maximizes (named by the task's `score_name`)
     rewards: list[float] | None  # every held-out reward, for the spec's normalization; None: not meaningful
+    predictions: list[dict] = field(default_factory=list)  # one line per example (label tasks), for predictions.jsonl
 
 
 class Task(Protocol):
