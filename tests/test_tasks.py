@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import toy_pairs, write_jsonl
 from transformers import AutoModelForSequenceClassification
 
 from rewardkit.config import load_config
@@ -17,8 +18,6 @@ from rewardkit.model import RewardModel
 from rewardkit.serve import load_models
 from rewardkit.tasks import EncodedRanking, ranking_rewards
 from rewardkit.train import train
-
-from conftest import toy_pairs, write_jsonl
 
 WORDS = ["cats", "dogs", "tea", "rain", "maps"]
 

@@ -16,9 +16,10 @@ import json
 import random
 import shutil
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 from rewardkit.config import TrainConfig
 from rewardkit.data import save_preferences

@@ -48,12 +48,12 @@ from rewardkit.data import DataError, PreferencePair, Text, load_preferences, re
 from rewardkit.importers import IMPORTERS, detect_format
 from rewardkit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rewardkit.ensemble import RewardEnsemble, combine_rewards, is_ensemble
+from rewardkit.label_metrics import uncertainty_accuracy
 from rewardkit.metrics import (
     paired_bootstrap_difference,
     preference_metrics,
     rewardbench2_accuracy,
     rewardbench2_ties_score,
-    uncertainty_accuracy,
 )
 from rewardkit.model import RewardModel
 from rewardkit.pointwise import evaluate_label_files, evaluates_labels

@@ -7,22 +7,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from rewardkit.config import DataConfig, TaskConfig
 from rewardkit.data import LoadedRecords, read_records
-from rewardkit.labels import RATING_DETECTION, RatedResponse, StepSolution, load_ratings, load_steps
-from rewardkit.losses import masked_bce_loss, masked_mse_loss
-from rewardkit.metrics import (
+from rewardkit.label_metrics import (
     best_of_n_metrics,
     first_error_index,
     pairwise_accuracy_within_groups,
     processbench_metrics,
     regression_metrics,
 )
+from rewardkit.labels import RATING_DETECTION, RatedResponse, StepSolution, load_ratings, load_steps
+from rewardkit.losses import masked_bce_loss, masked_mse_loss
 from rewardkit.model import RewardModel
 from rewardkit.spec import EncodedPair, ScoringSpec
 from rewardkit.tasks import Evaluation, TrainingData, load_split_records
