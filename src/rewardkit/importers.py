@@ -42,20 +42,20 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _wrong_type(field_name: str, expected: str, value: Any) -> DataError:
+def wrong_type(field_name: str, expected: str, value: Any) -> DataError:
     return DataError(f"field '{field_name}': expected {expected}, got {_type_name(value)}")
 
 
-def _require(record: dict, name: str, parent: str = "") -> Any:
+def require_field(record: dict, name: str, parent: str = "") -> Any:
     """`record[name]`; a missing or null value is an error naming the field."""
     if record.get(name) is None:
         raise DataError(f"field '{parent + '.' if parent else ''}{name}': missing")
     return record[name]
 
 
-def _string(value: Any, field_name: str, *, response: bool = False) -> str:
+def string_field(value: Any, field_name: str, *, response: bool = False) -> str:
     if not isinstance(value, str):
-        raise _wrong_type(field_name, "a string", value)
+        raise wrong_type(field_name, "a string", value)
     if response and not value.strip():
         raise DataError(f"field '{field_name}': empty response")
     return value
@@ -64,16 +64,16 @@ def _string(value: Any, field_name: str, *, response: bool = False) -> str:
 def _message(value: Any, field_name: str) -> Message:
     """A {role, content} message; other keys are dropped."""
     if not isinstance(value, dict):
-        raise _wrong_type(field_name, "a message {role, content}", value)
-    role = _string(_require(value, "role", field_name), f"{field_name}.role")
+        raise wrong_type(field_name, "a message {role, content}", value)
+    role = string_field(require_field(value, "role", field_name), f"{field_name}.role")
     if role not in ROLES:
         raise DataError(f"field '{field_name}.role': unknown role '{role}' (expected system, user or assistant)")
-    return {"role": role, "content": _string(_require(value, "content", field_name), f"{field_name}.content")}
+    return {"role": role, "content": string_field(require_field(value, "content", field_name), f"{field_name}.content")}
 
 
 def parse_messages(value: Any, field_name: str) -> list[Message]:
     if not isinstance(value, list):
-        raise _wrong_type(field_name, "a list of messages", value)
+        raise wrong_type(field_name, "a list of messages", value)
     return [_message(item, f"{field_name}[{i}]") for i, item in enumerate(value)]
 
 
@@ -82,19 +82,19 @@ def parse_prompt(value: Any, field_name: str) -> Text:
         return value
     if isinstance(value, list):
         return parse_messages(value, field_name)
-    raise _wrong_type(field_name, "a string or a list of messages", value)
+    raise wrong_type(field_name, "a string or a list of messages", value)
 
 
 def parse_response(value: Any, field_name: str) -> Text:
     """A reply: a non-blank string, or one or more assistant messages (a lone message dict is accepted)."""
     if isinstance(value, str):
-        return _string(value, field_name, response=True)
+        return string_field(value, field_name, response=True)
     if isinstance(value, dict):
         messages = [_message(value, field_name)]
     elif isinstance(value, list):
         messages = parse_messages(value, field_name)
     else:
-        raise _wrong_type(field_name, "a string or assistant messages", value)
+        raise wrong_type(field_name, "a string or assistant messages", value)
     if any(message["role"] != "assistant" for message in messages):
         raise DataError(f"field '{field_name}': a response holds only assistant messages")
     if not any(message["content"].strip() for message in messages):
@@ -106,7 +106,7 @@ def _as_assistant(response: Text) -> list[Message]:
     return [{"role": "assistant", "content": response}] if isinstance(response, str) else response
 
 
-def _same_kind(prompt: Text, *responses: Text) -> tuple[Text, ...]:
+def same_kind(prompt: Text, *responses: Text) -> tuple[Text, ...]:
     """All plain text, or all messages when any of the texts is messages."""
     if all(isinstance(text, str) for text in (prompt, *responses)):
         return prompt, *responses
@@ -115,7 +115,7 @@ def _same_kind(prompt: Text, *responses: Text) -> tuple[Text, ...]:
     return prompt, *(_as_assistant(response) for response in responses)
 
 
-def _optional_number(record: dict, name: str) -> float | None:
+def optional_number(record: dict, name: str) -> float | None:
     """A float, or None when absent; numeric strings (csv cells) are accepted, an empty cell is absent."""
     value = record.get(name)
     if value is None or value == "":
@@ -129,21 +129,21 @@ def _optional_number(record: dict, name: str) -> float | None:
             if not math.isfinite(number) or (name == "weight" and number <= 0):
                 raise DataError(f"field '{name}': {value!r} is not a {'positive ' if name == 'weight' else ''}finite number")
             return number
-    raise _wrong_type(name, "a number", value)
+    raise wrong_type(name, "a number", value)
 
 
-def _optional_key(record: dict, name: str) -> str | None:
+def optional_key(record: dict, name: str) -> str | None:
     """An identifier field (a string or an integer) as a string; None when absent."""
     value = record.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _wrong_type(name, "a string or an integer", value)
+        raise wrong_type(name, "a string or an integer", value)
     return str(value)
 
 
-def _record_id(record: dict, default_id: str | None) -> str:
-    value = _optional_key(record, "id")
+def record_id_or_default(record: dict, default_id: str | None) -> str:
+    value = optional_key(record, "id")
     if value is None:
         if default_id is None:
             raise DataError("field 'id': missing")
@@ -151,9 +151,9 @@ def _record_id(record: dict, default_id: str | None) -> str:
     return value
 
 
-def _optional_subset(record: dict) -> str | None:
+def optional_subset(record: dict) -> str | None:
     subset = record.get("subset")
-    return None if subset is None else _string(subset, "subset")
+    return None if subset is None else string_field(subset, "subset")
 
 
 def _pair_record(
@@ -161,16 +161,16 @@ def _pair_record(
     id_suffix: str = "", default_subset: str | None = None,
 ) -> PairRecord:
     """A pair carrying the record's own `id`, `subset`, `margin` and `weight` when it has them."""
-    subset = _optional_subset(record)
-    prompt, chosen, rejected = _same_kind(prompt, chosen, rejected)
+    subset = optional_subset(record)
+    prompt, chosen, rejected = same_kind(prompt, chosen, rejected)
     return {
         "prompt": prompt,
         "chosen": chosen,
         "rejected": rejected,
-        "id": _record_id(record, default_id) + id_suffix,
+        "id": record_id_or_default(record, default_id) + id_suffix,
         "subset": subset or default_subset,
-        "margin": _optional_number(record, "margin"),
-        "weight": _optional_number(record, "weight"),
+        "margin": optional_number(record, "margin"),
+        "weight": optional_number(record, "weight"),
     }
 
 
@@ -205,7 +205,7 @@ def _optional_votes(record: dict) -> tuple[int, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not value:
-        raise _wrong_type("votes", "a non-empty list of votes", value)
+        raise wrong_type("votes", "a non-empty list of votes", value)
     votes = tuple(_vote_value(vote, f"votes[{i}]") for i, vote in enumerate(value))
     if votes.count(2) > votes.count(1):
         raise DataError("field 'votes': more votes for 'rejected' than for 'chosen'")
@@ -218,7 +218,7 @@ def _optional_tie(record: dict) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false", ""):
         return value.lower() == "true"
     if value is not None and not isinstance(value, bool):
-        raise _wrong_type("tie", "a boolean", value)
+        raise wrong_type("tie", "a boolean", value)
     return bool(value)
 
 
@@ -256,7 +256,7 @@ def record_prompt(record: dict) -> Text:
     """`prompt` (text or messages), or OpenAI-style `messages`."""
     if "messages" in record:
         return parse_messages(record["messages"], "messages")
-    return parse_prompt(_require(record, "prompt"), "prompt")
+    return parse_prompt(require_field(record, "prompt"), "prompt")
 
 
 def _import_pairs(
@@ -266,8 +266,8 @@ def _import_pairs(
     when `margin` is absent."""
     voting = voting or Voting()
     prompt = record_prompt(record)
-    chosen = parse_response(_require(record, "chosen"), "chosen")
-    rejected = parse_response(_require(record, "rejected"), "rejected")
+    chosen = parse_response(require_field(record, "chosen"), "chosen")
+    rejected = parse_response(require_field(record, "rejected"), "rejected")
     pair = _pair_record(record, default_id, prompt, chosen, rejected)
     pair.update(tie=_optional_tie(record), votes=_optional_votes(record))
     strength = _strength_margin(record)  # checked even when `margin` is given
@@ -280,12 +280,12 @@ def _import_pairs(
 
 def _split_hh(value: Any, field_name: str) -> tuple[str, str]:
     """HH-RLHF transcript -> (text up to and including the last "\\n\\nAssistant:", the stripped reply after it)."""
-    text = _string(value, field_name)
+    text = string_field(value, field_name)
     cut = text.rfind(HH_ASSISTANT)
     if cut < 0:
         raise DataError(f"field '{field_name}': no '\\n\\nAssistant:' turn in the transcript")
     cut += len(HH_ASSISTANT)
-    return text[:cut], _string(text[cut:].strip(), field_name, response=True)
+    return text[:cut], string_field(text[cut:].strip(), field_name, response=True)
 
 
 def _hh_messages(prompt_text: str) -> list[Message]:
@@ -308,10 +308,10 @@ def _split_messages(value: Any, field_name: str) -> tuple[list[Message], Text]:
 
 def _import_implicit(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
     """`chosen` and `rejected` are whole transcripts that must agree on everything before the last reply."""
-    chosen = _require(record, "chosen")
+    chosen = require_field(record, "chosen")
     split = _split_hh if isinstance(chosen, str) else _split_messages
     chosen_prompt, chosen_reply = split(chosen, "chosen")
-    rejected_prompt, rejected_reply = split(_require(record, "rejected"), "rejected")
+    rejected_prompt, rejected_reply = split(require_field(record, "rejected"), "rejected")
     if chosen_prompt != rejected_prompt:
         notes["no_shared_prefix"] += 1
         raise DataError("field 'rejected': no shared prefix with 'chosen' (they differ before the last reply)")
@@ -321,48 +321,48 @@ def _import_implicit(record: dict, default_id: str | None, notes: Counter) -> li
 
 def _sharegpt_message(value: Any, field_name: str) -> Message:
     if not isinstance(value, dict):
-        raise _wrong_type(field_name, "a turn {from, value}", value)
-    speaker = _string(_require(value, "from", field_name), f"{field_name}.from")
+        raise wrong_type(field_name, "a turn {from, value}", value)
+    speaker = string_field(require_field(value, "from", field_name), f"{field_name}.from")
     if speaker not in SHAREGPT_ROLES:
         raise DataError(f"field '{field_name}.from': unknown speaker '{speaker}'")
-    content = _string(_require(value, "value", field_name), f"{field_name}.value")
+    content = string_field(require_field(value, "value", field_name), f"{field_name}.value")
     return {"role": SHAREGPT_ROLES[speaker], "content": content}
 
 
 def _import_sharegpt(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
     """`conversations` is the prompt; `chosen`/`rejected` are {from, value} turns or strings."""
-    turns = _require(record, "conversations")
+    turns = require_field(record, "conversations")
     if not isinstance(turns, list):
-        raise _wrong_type("conversations", "a list of turns", turns)
+        raise wrong_type("conversations", "a list of turns", turns)
     prompt = [_sharegpt_message(turn, f"conversations[{i}]") for i, turn in enumerate(turns)]
     replies = []
     for side in ("chosen", "rejected"):
-        value = _require(record, side)
+        value = require_field(record, side)
         replies.append(parse_response(_sharegpt_message(value, side) if isinstance(value, dict) else value, side))
     return [_pair_record(record, default_id, prompt, *replies)]
 
 
-def _instruction_prompt(record: dict) -> list[Message]:
+def instruction_prompt(record: dict) -> list[Message]:
     """Earlier `history` turns, then `instruction` (with a non-empty `input` after a blank line) as the user turn."""
-    instruction = _string(_require(record, "instruction"), "instruction")
-    extra = _string(record.get("input") or "", "input")
+    instruction = string_field(require_field(record, "instruction"), "instruction")
+    extra = string_field(record.get("input") or "", "input")
     if extra.strip():
         instruction = f"{instruction}\n\n{extra}"
     history = record.get("history") or []
     if not isinstance(history, list):
-        raise _wrong_type("history", "a list of [user, assistant] turns", history)
+        raise wrong_type("history", "a list of [user, assistant] turns", history)
     messages = []
     for i, turn in enumerate(history):
         if not (isinstance(turn, list) and len(turn) == 2):
             raise DataError(f"field 'history[{i}]': expected a [user, assistant] pair")
-        messages.append({"role": "user", "content": _string(turn[0], f"history[{i}][0]")})
-        messages.append({"role": "assistant", "content": _string(turn[1], f"history[{i}][1]")})
+        messages.append({"role": "user", "content": string_field(turn[0], f"history[{i}][0]")})
+        messages.append({"role": "assistant", "content": string_field(turn[1], f"history[{i}][1]")})
     return messages + [{"role": "user", "content": instruction}]
 
 
 def ranked_responses(record: dict, field_name: str) -> list[Text]:
     """`record[field_name]`: at least 2 responses, best first."""
-    outputs = _require(record, field_name)
+    outputs = require_field(record, field_name)
     if not isinstance(outputs, list) or len(outputs) < 2:
         raise DataError(f"field '{field_name}': expected a list of at least 2 responses, best first")
     return [parse_response(output, f"{field_name}[{i}]") for i, output in enumerate(outputs)]
@@ -370,7 +370,7 @@ def ranked_responses(record: dict, field_name: str) -> list[Text]:
 
 def _import_ranked(record: dict, default_id: str | None, notes: Counter) -> list[PairRecord]:
     """`output` is ranked best first: every pair i < j (InstructGPT style), with ids "{id}-{i}>{j}"."""
-    prompt = _instruction_prompt(record)
+    prompt = instruction_prompt(record)
     replies = ranked_responses(record, "output")
     pairs = [
         _pair_record(record, default_id, prompt, replies[i], replies[j], id_suffix=f"-{i}>{j}")
@@ -386,9 +386,9 @@ def _import_pandalm(
     """The side with 2 or 3 of the 3 votes is chosen, with the votes on the pair; a three-way split is dropped and
     counted, a tie majority is a tie pair (response1 as chosen) that `voting` keeps or drops."""
     voting = voting or Voting()
-    prompt = _instruction_prompt(record)
-    responses = [_string(_require(record, name), name, response=True) for name in ("response1", "response2")]
-    votes = tuple(_vote_value(_require(record, name), name) for name in ("annotator1", "annotator2", "annotator3"))
+    prompt = instruction_prompt(record)
+    responses = [string_field(require_field(record, name), name, response=True) for name in ("response1", "response2")]
+    votes = tuple(_vote_value(require_field(record, name), name) for name in ("annotator1", "annotator2", "annotator3"))
     voting.tables.append(votes)
     winner, _ = majority(votes)
     if winner is None:

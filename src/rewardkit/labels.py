@@ -40,18 +40,18 @@ from rewardkit.importers import (
     DataError,
     Importer,
     Text,
-    _instruction_prompt,
-    _optional_key,
-    _optional_number,
-    _optional_subset,
-    _record_id,
-    _require,
-    _same_kind,
-    _string,
-    _wrong_type,
+    instruction_prompt,
+    optional_key,
+    optional_number,
+    optional_subset,
     parse_response,
     ranked_responses,
+    record_id_or_default,
     record_prompt,
+    require_field,
+    same_kind,
+    string_field,
+    wrong_type,
 )
 
 __all__ = [
@@ -106,9 +106,9 @@ class StepSolution:
 
 def _nonempty_list(record: dict, name: str, length: int | None = None, of: str = "responses") -> list:
     """`record[name]`: a non-empty list, with one item for each of `length` `of` when given."""
-    value = _require(record, name)
+    value = require_field(record, name)
     if not isinstance(value, list) or not value:
-        raise _wrong_type(name, "a non-empty list", value)
+        raise wrong_type(name, "a non-empty list", value)
     if length is not None and len(value) != length:
         raise DataError(f"field '{name}': {len(value)} items for {length} {of}")
     return value
@@ -116,7 +116,7 @@ def _nonempty_list(record: dict, name: str, length: int | None = None, of: str =
 
 def _boolean(value: Any, field_name: str) -> bool:
     if not isinstance(value, bool):
-        raise _wrong_type(field_name, "true or false", value)
+        raise wrong_type(field_name, "true or false", value)
     return value
 
 
@@ -124,9 +124,9 @@ def _boolean(value: Any, field_name: str) -> bool:
 
 
 def _ranking(record: dict, default_id: str | None, prompt: Text, responses: list[Text]) -> dict:
-    prompt, *responses = _same_kind(prompt, *responses)
-    return {"prompt": prompt, "responses": responses, "id": _record_id(record, default_id),
-            "subset": _optional_subset(record), "weight": _optional_number(record, "weight")}
+    prompt, *responses = same_kind(prompt, *responses)
+    return {"prompt": prompt, "responses": responses, "id": record_id_or_default(record, default_id),
+            "subset": optional_subset(record), "weight": optional_number(record, "weight")}
 
 
 def _import_ranking(record: dict, default_id: str | None, notes: Counter) -> list[dict]:
@@ -136,7 +136,7 @@ def _import_ranking(record: dict, default_id: str | None, notes: Counter) -> lis
 
 def _import_ranked(record: dict, default_id: str | None, notes: Counter) -> list[dict]:
     """LLaMA-Factory's ranked `output` as one ranking, with the prompt the pair importer builds."""
-    return [_ranking(record, default_id, _instruction_prompt(record), ranked_responses(record, "output"))]
+    return [_ranking(record, default_id, instruction_prompt(record), ranked_responses(record, "output"))]
 
 
 def _rankings_of_pairs(importer: Importer) -> Importer:
@@ -169,7 +169,7 @@ def _rated(
         labels = {name: labels[name] for name in attributes if name in labels}
         if not labels:
             raise DataError(f"no label among the attributes {list(attributes)}")
-    prompt, response = _same_kind(prompt, response)
+    prompt, response = same_kind(prompt, response)
     return {"prompt": prompt, "response": response, "labels": labels, "id": id, "subset": subset, "group": group,
             "answer": answer}
 
@@ -198,15 +198,15 @@ def _import_prometheus(
 ) -> list[dict]:
     """The prompt and response parsed out of the grading template; label "score" = the mean judge score. The
     group is `idx` (the MT-Bench question: its prompt holds each model's own earlier turns, so the texts differ)."""
-    template = _string(_require(record, "instruction"), "instruction")
+    template = string_field(require_field(record, "instruction"), "instruction")
     instruction, response, reference = PROMETHEUS_MARKERS
     prompt = _between(template, instruction, response, "instruction")
-    reply = _string(_between(template, response, reference, "instruction"), "instruction", response=True)
+    reply = string_field(_between(template, response, reference, "instruction"), "instruction", response=True)
     scores = _judge_scores(record, "gpt4_score")
     category = record.get("category")
-    return [_rated(prompt, reply, {"score": sum(scores) / len(scores)}, _record_id(record, default_id), attributes,
-                   subset=None if category is None else _string(category, "category"),
-                   group=_optional_key(record, "idx"))]
+    return [_rated(prompt, reply, {"score": sum(scores) / len(scores)}, record_id_or_default(record, default_id), attributes,
+                   subset=None if category is None else string_field(category, "category"),
+                   group=optional_key(record, "idx"))]
 
 
 def _final_answer(solution: str) -> str | None:
@@ -219,15 +219,15 @@ def _import_gsm8k_solutions(
     record: dict, default_id: str | None, notes: Counter, attributes: Sequence[str] | None = None,
 ) -> list[dict]:
     """One response per sampled solution, labelled "correct" 1.0/0.0, its key as subset, the question as group."""
-    question = _string(_require(record, "question"), "question")
-    group = _record_id(record, default_id)
+    question = string_field(require_field(record, "question"), "question")
+    group = record_id_or_default(record, default_id)
     rated = []
     for key in GSM8K_SOLUTIONS:
-        sample = _require(record, key)
+        sample = require_field(record, key)
         if not isinstance(sample, dict):
-            raise _wrong_type(key, "a solution {is_correct, solution}", sample)
-        solution = _string(_require(sample, "solution", key), f"{key}.solution", response=True)
-        correct = _boolean(_require(sample, "is_correct", key), f"{key}.is_correct")
+            raise wrong_type(key, "a solution {is_correct, solution}", sample)
+        solution = string_field(require_field(sample, "solution", key), f"{key}.solution", response=True)
+        correct = _boolean(require_field(sample, "is_correct", key), f"{key}.is_correct")
         rated.append(_rated(question, solution, {"correct": float(correct)}, f"{group}-{key}", attributes,
                             subset=key, group=group, answer=_final_answer(solution)))
     return rated
@@ -250,16 +250,16 @@ def _import_bon_math(
     record: dict, default_id: str | None, notes: Counter, attributes: Sequence[str] | None = None,
 ) -> list[dict]:
     """The sampled `code` responses labelled "correct" by `score`; answers from `pred`, else the last \\boxed{}."""
-    question = _string(_require(record, "question"), "question")
-    responses = [_string(text, f"code[{i}]", response=True) for i, text in enumerate(_nonempty_list(record, "code"))]
+    question = string_field(require_field(record, "question"), "question")
+    responses = [string_field(text, f"code[{i}]", response=True) for i, text in enumerate(_nonempty_list(record, "code"))]
     scores = [_boolean(score, f"score[{i}]") for i, score in enumerate(_nonempty_list(record, "score", len(responses)))]
     predictions = _nonempty_list(record, "pred", len(responses)) if "pred" in record else [None] * len(responses)
-    answers = [_last_boxed(text) if pred is None else _string(pred, f"pred[{i}]")
+    answers = [_last_boxed(text) if pred is None else string_field(pred, f"pred[{i}]")
                for i, (text, pred) in enumerate(zip(responses, predictions))]
-    record_id = _record_id(record, default_id)
-    group = _optional_key(record, "idx") or record_id
+    record_id = record_id_or_default(record, default_id)
+    group = optional_key(record, "idx") or record_id
     return [_rated(question, text, {"correct": float(score)}, f"{record_id}-{i}", attributes,
-                   subset=_optional_subset(record), group=group, answer=answer)
+                   subset=optional_subset(record), group=group, answer=answer)
             for i, (text, score, answer) in enumerate(zip(responses, scores, answers))]
 
 
@@ -270,17 +270,17 @@ def _import_ratings(
     or null one is missing); without `attributes`, every numeric field but `id` and `group`. Optional `group`,
     `answer`."""
     prompt = record_prompt(record)
-    response = parse_response(_require(record, "response"), "response")
+    response = parse_response(require_field(record, "response"), "response")
     names = attributes if attributes is not None else [
         name for name, value in record.items()
         if name not in ("id", "group") and isinstance(value, (int, float)) and not isinstance(value, bool)]
-    labels = {name: value for name in names if (value := _optional_number(record, name)) is not None}
+    labels = {name: value for name in names if (value := optional_number(record, name)) is not None}
     if not labels and attributes is None:
         raise DataError("no numeric label field (name the labels with attributes=)")
     answer = record.get("answer")
-    return [_rated(prompt, response, labels, _record_id(record, default_id), attributes,
-                   subset=_optional_subset(record), group=_optional_key(record, "group"),
-                   answer=None if answer is None else _string(answer, "answer"))]
+    return [_rated(prompt, response, labels, record_id_or_default(record, default_id), attributes,
+                   subset=optional_subset(record), group=optional_key(record, "group"),
+                   answer=None if answer is None else string_field(answer, "answer"))]
 
 
 RATING_IMPORTERS = {
@@ -301,7 +301,7 @@ RATING_DETECTION = [
 
 
 def _steps(record: dict) -> list[str]:
-    steps = [_string(step, f"steps[{i}]") for i, step in enumerate(_nonempty_list(record, "steps"))]
+    steps = [string_field(step, f"steps[{i}]") for i, step in enumerate(_nonempty_list(record, "steps"))]
     empty = next((i for i, step in enumerate(steps) if not step.strip()), None)
     if empty is not None:
         raise DataError(f"field 'steps[{empty}]': empty step")
@@ -312,16 +312,16 @@ def _solution(
     record: dict, default_id: str | None, prompt: Text, steps: list[str], labels: list[float | None],
     first_error: int | None,
 ) -> dict:
-    return {"prompt": prompt, "steps": steps, "labels": labels, "id": _record_id(record, default_id),
-            "subset": _optional_subset(record), "first_error": first_error}
+    return {"prompt": prompt, "steps": steps, "labels": labels, "id": record_id_or_default(record, default_id),
+            "subset": optional_subset(record), "first_error": first_error}
 
 
 def _import_processbench(record: dict, default_id: str | None, notes: Counter) -> list[dict]:
     """`label` is the first wrong step (-1: none). That step and every later one are labelled wrong (0.0), the
     earlier ones right (1.0): a prefix that holds an error is wrong (PRM800K / Math-Shepherd semantics)."""
-    prompt = _string(_require(record, "problem"), "problem")
+    prompt = string_field(require_field(record, "problem"), "problem")
     steps = _steps(record)
-    label = _require(record, "label")
+    label = require_field(record, "label")
     if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < len(steps):
         raise DataError(f"field 'label': expected -1 or a step index below {len(steps)}, got {label!r}")
     right = len(steps) if label == -1 else label
