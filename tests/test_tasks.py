@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import toy_pairs, write_jsonl
 from transformers import AutoModelForSequenceClassification
 
 from rewardkit.config import load_config
 from rewardkit.ensemble import RewardEnsemble, is_ensemble
 from rewardkit.evaluate import EvalConfig, evaluate
 from rewardkit.model import RewardModel
+from rewardkit.pairs import group_rewards
 from rewardkit.serve import load_models
-from rewardkit.tasks import EncodedRanking, ranking_rewards
 from rewardkit.train import train
+
+from conftest import toy_pairs, write_jsonl
 
 WORDS = ["cats", "dogs", "tea", "rain", "maps"]
 
@@ -117,12 +118,11 @@ def test_prompt_weighting_makes_each_prompt_count_once(llama_dir, tmp_path):
 def test_packed_rankings_give_the_rewards_of_separate_rows(llama_dir):
     rm = RewardModel.from_backbone(str(llama_dir), max_length=64).eval()
     records = ranking_records(3)
-    rankings = [EncodedRanking(None, tuple(rm.spec.encode_batch(rm.tokenizer, [r["prompt"]] * len(r["responses"][: k]),
-                                                                r["responses"][: k])))
+    rankings = [rm.spec.encode_batch(rm.tokenizer, [r["prompt"]] * k, r["responses"][:k])
                 for r, k in zip(records, (3, 2, 3))]
     with torch.no_grad():
-        packed, mask = ranking_rewards(rm, rm, rankings, "cpu", share_prefix=True)
-        separate, same_mask = ranking_rewards(rm, rm, rankings, "cpu", share_prefix=False)
+        packed, mask = group_rewards(rm, rm, rankings, "cpu", share_prefix=True)
+        separate, same_mask = group_rewards(rm, rm, rankings, "cpu", share_prefix=False)
     assert torch.equal(mask, same_mask) and mask.sum() == 8
     torch.testing.assert_close(packed[mask], separate[mask], atol=1e-4, rtol=0)
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import toy_pairs, write_jsonl
 from safetensors.torch import load_file
 
 from rewardkit import tasks as tasks_module
 from rewardkit.config import load_config
 from rewardkit.model import RewardModel
 from rewardkit.train import TrainingError, train
+
+from conftest import toy_pairs, write_jsonl
 
 
 def tiny_config(backbone: Path, data: Path, **train_overrides) -> dict:

@@ -45,9 +45,9 @@ import numpy as np
 from rich.progress import Progress
 
 from rewardkit.data import DataError, PreferencePair, Text, load_preferences, read_records
+from rewardkit.ensemble import RewardEnsemble, combine_rewards, is_ensemble
 from rewardkit.importers import IMPORTERS, detect_format
 from rewardkit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from rewardkit.ensemble import RewardEnsemble, combine_rewards, is_ensemble
 from rewardkit.label_metrics import uncertainty_accuracy
 from rewardkit.metrics import (
     paired_bootstrap_difference,
@@ -56,7 +56,7 @@ from rewardkit.metrics import (
     rewardbench2_ties_score,
 )
 from rewardkit.model import RewardModel
-from rewardkit.pointwise import evaluate_label_files, evaluates_labels
+from rewardkit.pointwise import evaluate_label_files, evaluates_labels, is_rating_file
 from rewardkit.progress import counting_progress
 from rewardkit.report import ModelResult, write_report
 from rewardkit.spec import ScoringSpec
@@ -117,33 +117,33 @@ class Scored:
 
 def evaluate(config: EvalConfig) -> list[ModelResult]:
     """Evaluate every model on the data, write metrics, predictions and the report; returns one result per model."""
-    for directory in config.models:
-        if not is_ensemble(directory):
-            ScoringSpec.load(directory)  # a directory without a spec fails before any data is read
+    # a directory without a spec fails before any data is read
+    specs = {d: ScoringSpec.load(d) for d in config.models if not is_ensemble(d)}
     names = model_names(config.models)
-    label_models = [d for d in config.models if not is_ensemble(d) and evaluates_labels(ScoringSpec.load(d), config.data)]
-    if label_models:
+    rating_files = any(s.task == "pointwise" for s in specs.values()) and all(map(is_rating_file, config.data))
+    labelled = [evaluates_labels(spec, rating_files) for spec in specs.values()]
+    if any(labelled):
+        if not all(labelled) or len(specs) < len(config.models):
+            raise DataError("some models are scored against labels and others on preference pairs: evaluate them "
+                            "separately")
         return evaluate_labels(config, names)
     data = load_eval_data(config.data, subset_field=config.subset_field, format=config.format,
                           on_bad_record=config.on_bad_record)
     results = []
     with counting_progress(enabled=config.progress) as progress:
         for name, directory in zip(names, config.models):
+            options = {"name": name, "bootstrap": config.bootstrap, "seed": config.seed,
+                       "batch_size": config.batch_size, "progress": progress}
             if is_ensemble(directory):
                 ensemble = RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode,
                                                           std_weight=config.std_weight)
-                result = evaluate_ensemble(ensemble, data, name=name,
-                                           bootstrap=config.bootstrap, seed=config.seed, batch_size=config.batch_size,
-                                           progress=progress)
-                result.metrics |= {"model": str(directory), "skipped_records": len(data.skipped)}
-                results.append(result)
-                continue
-            rm = RewardModel.from_pretrained(directory)
-            result = evaluate_model(rm, data, name=name, bootstrap=config.bootstrap, seed=config.seed,
-                                    batch_size=config.batch_size, progress=progress)
+                result = evaluate_ensemble(ensemble, data, **options)
+            else:
+                rm = RewardModel.from_pretrained(directory)
+                result = evaluate_model(rm, data, **options)
+                if config.fit_temperature:
+                    save_temperature(rm, directory, result.metrics["calibration"]["temperature"])
             result.metrics |= {"model": str(directory), "skipped_records": len(data.skipped)}
-            if config.fit_temperature:
-                save_temperature(rm, directory, result.metrics["calibration"]["temperature"])
             results.append(result)
     for result in results[1:]:
         result.comparison = {results[0].name: compare(results[0], result, bootstrap=config.bootstrap, seed=config.seed)}
@@ -157,9 +157,6 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
     results = []
     for name, directory in zip(names, config.models):
         rm = RewardModel.from_pretrained(directory)
-        if not evaluates_labels(rm.spec, config.data):
-            raise DataError(f"{directory} is a {rm.spec.task} model and the others are scored against labels: "
-                            "evaluate preference models and label models separately")
         metrics, predictions = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record,
                                                     bootstrap=config.bootstrap)
         results.append(ModelResult(name=name, metrics=metrics | {"model": str(directory)},

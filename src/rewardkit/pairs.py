@@ -7,8 +7,8 @@ as in `rewardkit eval`.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -72,19 +72,28 @@ def pair_batches(lengths: Sequence[int], batch_size: int, seed: int, *, group_by
     return batches
 
 
+def group_rewards(model: torch.nn.Module, rm: RewardModel, groups: Sequence[Sequence[EncodedPair]], device, *,
+                  share_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards (n, k_max) of each group's responses (to one prompt), in order, and the (n, k_max) mask of real
+    entries, from one forward of `model` (the reward model, possibly wrapped for distributed training). With
+    `share_prefix` (decoders) a group is one row whose common prefix is computed once (`rewardkit.packing`);
+    otherwise every response is a row of its own."""
+    k_max = max(len(group) for group in groups)
+    mask = torch.tensor([[i < len(group) for i in range(k_max)] for group in groups], device=device)
+    if share_prefix:
+        batch = collate_packed([pack_sequences([e.input_ids for e in group]) for group in groups], rm.pad_token_id)
+        return model(**{k: v.to(device) for k, v in batch.items()}), mask  # (n, k_max)
+    batch = rm.collate([e for group in groups for e in group])
+    flat = model(**{k: v.to(device) for k, v in batch.items()})  # (responses,)
+    return torch.zeros(mask.shape, device=device, dtype=flat.dtype).masked_scatter(mask, flat), mask
+
+
 def comparison_rewards(model: torch.nn.Module, rm: RewardModel, comparisons: Sequence[EncodedComparison], device, *,
                        share_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rewards_chosen, rewards_rejected), each (b,), from one forward of `model` (the reward model, possibly
-    wrapped for distributed training). With `share_prefix` (decoders), each pair is one row whose common prefix
-    is computed once (`rewardkit.packing`); otherwise chosen rows then rejected rows."""
-    if share_prefix:
-        rows = [pack_sequences([c.chosen.input_ids, c.rejected.input_ids]) for c in comparisons]
-        batch = collate_packed(rows, rm.pad_token_id)
-        rewards = model(**{k: v.to(device) for k, v in batch.items()})  # (b, 2)
-        return rewards[:, 0], rewards[:, 1]
-    batch = rm.collate([c.chosen for c in comparisons] + [c.rejected for c in comparisons])
-    rewards = model(**{k: v.to(device) for k, v in batch.items()})
-    return rewards.chunk(2)
+    """(rewards_chosen, rewards_rejected), each (b,), from one forward (`group_rewards` of the pairs)."""
+    rewards, _ = group_rewards(model, rm, [(c.chosen, c.rejected) for c in comparisons], device,
+                               share_prefix=share_prefix)
+    return rewards[:, 0], rewards[:, 1]
 
 
 def score_comparisons(rm: RewardModel, comparisons: Sequence[EncodedComparison], batch_size: int = 32):

@@ -25,7 +25,7 @@ from rewardkit.labels import RATING_DETECTION, RatedResponse, StepSolution, load
 from rewardkit.losses import masked_bce_loss, masked_mse_loss
 from rewardkit.model import RewardModel
 from rewardkit.spec import EncodedPair, ScoringSpec
-from rewardkit.tasks import Evaluation, TrainingData, load_split_records
+from rewardkit.tasks import Evaluation, TrainingData, build_task, load_split_records
 
 STEP_THRESHOLD = 0.5  # a step is predicted wrong when P(right so far) falls below this
 
@@ -54,8 +54,7 @@ class PointwiseTask:
         self.score_name = "accuracy" if config.loss == "bce" else "pearson"
 
     def load(self, data: DataConfig, seed: int) -> TrainingData:
-        return load_split_records(data, seed, lambda source: self.read(
-            source.path, format=source.format, split=source.split, on_bad_record=data.on_bad_record, subset=source.subset))
+        return load_split_records(data, seed, self.read)
 
     def read(self, path: str, **options) -> LoadedRecords:
         return load_ratings(path, attributes=self.attributes, **options)
@@ -76,9 +75,7 @@ class PointwiseTask:
         targets = torch.tensor([e.targets for e in micro], device=device)
         mask = torch.tensor([e.labelled for e in micro], device=device)
         if self.loss_name == "bce":
-            loss = masked_bce_loss(outputs, targets, mask)
-            correct = (((outputs > 0) == (targets > 0.5)) & mask).float().sum(-1) / mask.sum(-1).clamp(min=1)
-            return loss * len(micro), correct.sum().detach()
+            return masked_bce_loss(outputs, targets, mask) * len(micro), labelled_accuracy(outputs, targets, mask)
         return masked_mse_loss(outputs, targets, mask) * len(micro), None
 
     def evaluate(self, rm: RewardModel, examples: Sequence[EncodedLabels], *, bootstrap: int = 1000) -> Evaluation:
@@ -112,6 +109,12 @@ class PointwiseTask:
         return Evaluation(metrics, sum(values) / len(values) if values else float("nan"), rewards, predictions)
 
 
+def labelled_accuracy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed over examples: the share of each one's labelled entries whose logit sign matches its 0/1 target."""
+    right = ((logits > 0) == (targets > 0.5)) & mask  # (b, k)
+    return (right.float().sum(-1) / mask.sum(-1).clamp(min=1)).sum().detach()
+
+
 def probability(logit: float) -> float:
     return torch.sigmoid(torch.tensor(logit)).item()
 
@@ -136,8 +139,7 @@ class ProcessTask:
         self.last_step_only = config.last_step_only
 
     def load(self, data: DataConfig, seed: int) -> TrainingData:
-        return load_split_records(data, seed, lambda source: self.read(
-            source.path, format=source.format, split=source.split, on_bad_record=data.on_bad_record, subset=source.subset))
+        return load_split_records(data, seed, self.read)
 
     def read(self, path: str, **options) -> LoadedRecords:
         return load_steps(path, **options)
@@ -165,8 +167,7 @@ class ProcessTask:
         mask = torch.tensor([pad(e.labelled, k_max, False) for e in micro], device=device)
         weight = torch.tensor([self.weight(e) for e in micro], device=device)
         loss = masked_bce_loss(logits, targets, mask, weight=weight)
-        correct = (((logits > 0) == (targets > 0.5)) & mask).float().sum(-1) / mask.sum(-1).clamp(min=1)
-        return loss * weight.sum(), correct.sum().detach()
+        return loss * weight.sum(), labelled_accuracy(logits, targets, mask)
 
     def evaluate(self, rm: RewardModel, examples: Sequence[EncodedLabels], *, bootstrap: int = 1000) -> Evaluation:
         """ProcessBench's first-error metrics, step-level accuracy, and how well each aggregate of the step
@@ -210,12 +211,11 @@ def process_metrics(records: Sequence[StepSolution], probabilities: Sequence[lis
 
 
 # ---------------------------------------------------------------------------------------------- rewardkit eval
-def evaluates_labels(spec: ScoringSpec, files: Sequence[str]) -> bool:
-    """Whether `rewardkit eval` scores these files against labels: a process model always does; a pointwise
-    model does on rating / outcome files (on preference files its weighted scalar is evaluated as any reward)."""
-    if spec.task == "process":
-        return True
-    return spec.task == "pointwise" and all(is_rating_file(file) for file in files)
+def evaluates_labels(spec: ScoringSpec, rating_files: bool) -> bool:
+    """Whether `rewardkit eval` scores a model against labels: a process model always does; a pointwise model
+    does on rating / outcome files (`is_rating_file`; on preference files its weighted scalar is evaluated as any
+    reward is)."""
+    return spec.task == "process" or (spec.task == "pointwise" and rating_files)
 
 
 def is_rating_file(file: str) -> bool:
@@ -228,16 +228,15 @@ def evaluate_label_files(rm: RewardModel, files: Sequence[str], *, on_bad_record
     """The metrics of the task the model was trained as (`PointwiseTask.evaluate` or `ProcessTask.evaluate`) on
     label files, with the records skipped as bad and those too long for the model counted; and the predictions."""
     spec = rm.spec
-    config = TaskConfig(type=spec.task, loss=spec.loss, attributes=spec.attributes or ["reward"])
-    task = PointwiseTask(config) if spec.task == "pointwise" else ProcessTask(config)
-    records, skipped = [], []
+    task = build_task(TaskConfig(type=spec.task, loss=spec.loss, attributes=spec.attributes or ["reward"]))
+    records, skipped = [], 0
     for file in files:
         loaded = task.read(file, on_bad_record=on_bad_record)
         records += loaded.records
-        skipped += [f"{s.location}: {s.reason}" for s in loaded.skipped]
+        skipped += len(loaded.skipped)
     examples, dropped = task.encode(rm, records)
     if not examples:
         raise ValueError(f"no record of {', '.join(files)} fits the model's max_length ({spec.max_length} tokens)")
     evaluation = task.evaluate(rm, examples, bootstrap=bootstrap)
-    metrics = evaluation.metrics | {"task": spec.task, "dropped_too_long": dropped, "skipped_records": len(skipped)}
+    metrics = evaluation.metrics | {"task": spec.task, "dropped_too_long": dropped, "skipped_records": skipped}
     return metrics, evaluation.predictions

@@ -29,7 +29,14 @@ import numpy as np
 import torch
 
 from rewardkit.config import DataConfig, TaskConfig
-from rewardkit.data import PreferencePair, load_preferences, prepare_preferences, prompt_key, split_by_prompt
+from rewardkit.data import (
+    LoadedRecords,
+    PreferencePair,
+    load_preferences,
+    prepare_preferences,
+    prompt_key,
+    split_by_prompt,
+)
 from rewardkit.labels import Ranking, load_rankings
 from rewardkit.losses import (
     DEFAULT_DAVIDSON_NU,
@@ -42,12 +49,12 @@ from rewardkit.losses import (
 )
 from rewardkit.metrics import preference_metrics
 from rewardkit.model import RewardModel
-from rewardkit.packing import collate_packed, pack_sequences
 from rewardkit.pairs import (
     EncodedComparison,
     comparison_rewards,
     encode_comparisons,
     evaluate_comparisons,
+    group_rewards,
     score_comparisons,
 )
 from rewardkit.spec import EncodedPair
@@ -111,22 +118,33 @@ def source_notes(loaded: list, kept: list, skipped: list, notes: dict, subset: s
             "skip_reasons": [f"{s.location}: {s.reason}" for s in skipped[:20]]}
 
 
-def load_split_records(data: DataConfig, seed: int, loader) -> TrainingData:
-    """Records of every source through `loader(source)`; eval sources are held out, else a by-prompt split."""
-    loaded = {split: [] for split in ("train", "eval")}
-    notes = {"train": {}, "eval": {}}
-    for split in loaded:
-        for source in getattr(data, split):
-            result = loader(source)
-            kept = sample_records(result.records, source.max_pairs, seed)
-            notes[split][source.path] = source_notes(result.records, kept, result.skipped, result.notes, source.subset)
-            loaded[split] += kept
-    train, held_out = loaded["train"], loaded["eval"]
+def load_sources(sources, loader, seed: int) -> tuple[list, dict]:
+    """Every source's records through `loader(source)` (a `LoadedRecords`), each cut to its `max_pairs` by a seeded
+    sample; and what each source gave (`source_notes`), by path."""
+    records, notes = [], {}
+    for source in sources:
+        result = loader(source)
+        kept = sample_records(result.records, source.max_pairs, seed)
+        notes[source.path] = source_notes(result.records, kept, result.skipped, result.notes, source.subset)
+        records += kept
+    return records, notes
+
+
+def load_split_records(data: DataConfig, seed: int, read) -> TrainingData:
+    """Records of every source through `read(path, format=, split=, on_bad_record=, subset=)`; eval sources are
+    held out, else a by-prompt split."""
+    def loader(source):
+        return read(source.path, format=source.format, split=source.split, on_bad_record=data.on_bad_record,
+                    subset=source.subset)
+
+    train, train_notes = load_sources(data.train, loader, seed)
+    held_out, eval_notes = load_sources(data.eval, loader, seed)
     if not data.eval:
         train, held_out = split_by_prompt(train, data.eval_fraction, seed)
     if not train:
         raise NoTrainingData("no usable training records: see `rewardkit data audit` for what the sources hold")
-    return TrainingData(train, held_out, {"sources": notes, "train_records": len(train), "eval_records": len(held_out)})
+    return TrainingData(train, held_out, {"sources": {"train": train_notes, "eval": eval_notes},
+                                          "train_records": len(train), "eval_records": len(held_out)})
 
 
 # ---------------------------------------------------------------------------------------------------- pairwise
@@ -148,10 +166,16 @@ class PairwiseTask:
         return self.loss_name != "bradley_terry"
 
     def load(self, data: DataConfig, seed: int) -> TrainingData:
-        train_pairs, train_notes = self.load_sources(data.train, data.on_bad_record, seed)
+        def loader(source) -> LoadedRecords:
+            result = load_preferences(source.path, format=source.format, split=source.split,
+                                      on_bad_record=data.on_bad_record, subset=source.subset, ties=source.ties,
+                                      min_agreement=source.min_agreement, weight_by_agreement=source.weight_by_agreement)
+            return LoadedRecords(result.pairs, result.skipped, result.notes)
+
+        train_pairs, train_notes = load_sources(data.train, loader, seed)
         eval_notes, cap = {}, data.max_pairs_per_prompt
         if data.eval:
-            eval_pairs, eval_notes = self.load_sources(data.eval, data.on_bad_record, seed)
+            eval_pairs, eval_notes = load_sources(data.eval, loader, seed)
             split = prepare_preferences(train_pairs, eval_fraction=0.0, max_pairs_per_prompt=cap, seed=seed)
             split.eval = eval_pairs
         else:
@@ -165,17 +189,6 @@ class PairwiseTask:
                    "ties": {"train": sum(p.tie for p in train), "not_trained": len(split.train) - len(train),
                             "eval": sum(p.tie for p in split.eval)}}
         return TrainingData(train, split.eval, summary)
-
-    def load_sources(self, sources, on_bad_record: str, seed: int) -> tuple[list[PreferencePair], dict]:
-        pairs, notes = [], {}
-        for source in sources:
-            result = load_preferences(source.path, format=source.format, split=source.split,
-                                      on_bad_record=on_bad_record, subset=source.subset, ties=source.ties,
-                                      min_agreement=source.min_agreement, weight_by_agreement=source.weight_by_agreement)
-            kept = sample_records(result.pairs, source.max_pairs, seed)
-            notes[source.path] = source_notes(result.pairs, kept, result.skipped, result.notes, source.subset)
-            pairs += kept
-        return pairs, notes
 
     def encode(self, rm: RewardModel, records: Sequence[PreferencePair]) -> tuple[list[EncodedComparison], int]:
         return encode_comparisons(rm, records)
@@ -247,9 +260,7 @@ class ListwiseTask:
         self.loss_name, self.weight_per_prompt = config.loss, config.weight_per_prompt
 
     def load(self, data: DataConfig, seed: int) -> TrainingData:
-        return load_split_records(data, seed, lambda source: load_rankings(
-            source.path, format=source.format, split=source.split, on_bad_record=data.on_bad_record,
-            subset=source.subset))
+        return load_split_records(data, seed, load_rankings)
 
     def encode(self, rm: RewardModel, records: Sequence[Ranking]) -> tuple[list[EncodedRanking], int]:
         """Responses too long to fit are left out of their ranking (the order of the rest still holds); a ranking
@@ -272,7 +283,7 @@ class ListwiseTask:
         return pairs * (1.0 if example.ranking.weight is None else example.ranking.weight)
 
     def loss(self, model, rm: RewardModel, micro: Sequence[EncodedRanking], device, *, share_prefix: bool):
-        rewards, mask = ranking_rewards(model, rm, micro, device, share_prefix=share_prefix)
+        rewards, mask = group_rewards(model, rm, [r.responses for r in micro], device, share_prefix=share_prefix)
         weight = torch.tensor([self.weight(r) for r in micro], device=device)
         listwise = plackett_luce_loss if self.loss_name == "plackett_luce" else ranking_pairs_loss
         loss = listwise(rewards, mask, weight=weight)
@@ -295,21 +306,3 @@ class ListwiseTask:
         metrics["top1_accuracy"] = sum(max(range(len(s)), key=s.__getitem__) == 0 for s in per_ranking) / len(per_ranking)
         metrics["rankings"] = len(per_ranking)
         return Evaluation(metrics, metrics["overall"]["accuracy"], [x for s in per_ranking for x in s])
-
-
-def ranking_rewards(model, rm: RewardModel, rankings: Sequence[EncodedRanking], device, *,
-                    share_prefix: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rewards (n, k_max) of each ranking's responses, best first, and the mask of real entries. With
-    `share_prefix` (decoders) a ranking is one packed row and its prompt is computed once."""
-    k_max = max(len(r.responses) for r in rankings)
-    mask = torch.tensor([[i < len(r.responses) for i in range(k_max)] for r in rankings], device=device)
-    if share_prefix:
-        rows = [pack_sequences([e.input_ids for e in r.responses]) for r in rankings]
-        batch = collate_packed(rows, rm.pad_token_id)
-        rewards = model(**{k: v.to(device) for k, v in batch.items()})  # (n, k_max)
-        return rewards, mask
-    flat = [e for r in rankings for e in r.responses]
-    batch = rm.collate(flat)
-    flat_rewards = model(**{k: v.to(device) for k, v in batch.items()})  # (total,)
-    rewards = torch.zeros(mask.shape, device=device, dtype=flat_rewards.dtype)
-    return rewards.masked_scatter(mask, flat_rewards), mask

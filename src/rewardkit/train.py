@@ -110,7 +110,7 @@ def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: b
             batch = [train_set[i] for i in epoch_batches.for_step(step, steps_per_epoch)]
             local = batch[accelerator.process_index :: accelerator.num_processes]
             batch_weight = sum(task.weight(e) for e in batch)
-            loss_sum, correct = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+            loss_sum, correct = torch.zeros((), device=accelerator.device), None  # correct: None when no accuracy
             micro_batches = [local[i : i + local_micro] for i in range(0, len(local), local_micro)]
             for i, micro in enumerate(micro_batches):
                 syncing = i == len(micro_batches) - 1
@@ -122,14 +122,14 @@ def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: b
                     accelerator.backward(loss)
                 loss_sum += loss.detach()
                 if micro_correct is not None:
-                    correct += micro_correct
+                    correct = micro_correct if correct is None else correct + micro_correct
             if config.optim.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step_loss = accelerator.reduce(loss_sum, "mean").item()
-            step_accuracy = accelerator.reduce(correct, "sum").item() / len(batch) if task.score_name != "pearson" else None
+            step_accuracy = None if correct is None else accelerator.reduce(correct, "sum").item() / len(batch)
             examples_seen += len(batch)
             if not math.isfinite(step_loss):
                 raise TrainingError(
