@@ -218,8 +218,12 @@ class RewardModel(nn.Module):
                       on_batch: Callable[[int], None] | None = None,
                       attribute_weights: dict[str, float] | None = None) -> list[float]:
         """Rewards for encoded pairs (NaN where None): the scalar, or the attributes' weighted sum."""
+        return self.combine(self.outputs_encoded(encoded, batch_size=batch_size, on_batch=on_batch), attribute_weights)
+
+    def combine(self, outputs: Sequence[list[float] | None], attribute_weights: dict[str, float] | None = None
+                ) -> list[float]:
+        """The scalar reward of each row of `outputs_encoded`: its attributes' weighted sum (NaN where None)."""
         weights = self.attribute_weight_vector(attribute_weights)
-        outputs = self.outputs_encoded(encoded, batch_size=batch_size, on_batch=on_batch)
         return [math.nan if row is None else sum(w * v for w, v in zip(weights, row)) for row in outputs]
 
     @torch.no_grad()

@@ -99,8 +99,7 @@ class PointwiseTask:
             groups = candidate_groups(examples, [out[self.attributes.index("correct")] for out in outputs])
             if groups:
                 metrics["best_of_n"] = best_of_n_metrics(groups, bootstrap=bootstrap)
-        weights = rm.attribute_weight_vector()
-        rewards = [sum(w * v for w, v in zip(weights, out)) for out in outputs]
+        rewards = rm.combine(outputs)
         values = [m[self.score_name] for m in metrics["attributes"].values() if m.get(self.score_name) is not None]
         names = self.attributes
         predictions = [{"id": e.record.id, "subset": e.record.subset, "group": e.record.group,
