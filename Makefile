@@ -1,11 +1,11 @@
-# rewardkit: `make demo` trains a reward model on the bundled data (CPU, minutes); `make test` runs the suite.
+# rewardkit: `make demo` trains a reward model on the bundled data (CPU, minutes); `make test` runs the fast lane.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # The CPU build of torch is pinned and installed first: an open range would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test bench bench-quick clean
+.PHONY: setup demo test test-all bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/rewardkit demo --output-dir runs/demo
 
+# the fast lane (tiny models built in code); test-all adds the integration tests on the real backbones and data
 test: setup
+	$(PY) -m pytest -q -m "not integration"
+
+test-all: setup
 	$(PY) -m pytest -q
 
 $(VENV)/.bench-installed: $(VENV)/.installed

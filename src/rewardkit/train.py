@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -64,7 +65,10 @@ def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: b
     """One model: the recipe. `data` replaces loading the configured sources (ensemble members' resamples)."""
     output_dir = Path(output_dir)
     cfg = config.train
-    accelerator = Accelerator(mixed_precision=resolve_precision(cfg.precision), log_with=None)
+    precision = resolve_precision(cfg.precision)
+    # autocast is ours, not accelerate's: its precision is fixed once per process, and one process may train
+    # several models (tests, notebooks) in different precisions
+    accelerator = Accelerator(mixed_precision="no", log_with=None)
     check_distributed_type(accelerator)
     if not cfg.resume and checkpoint.list_checkpoints(output_dir):
         raise TrainingError(f"{output_dir} holds checkpoints of an earlier run: resume it with train.resume=latest, "
@@ -115,7 +119,9 @@ def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: b
             for i, micro in enumerate(micro_batches):
                 syncing = i == len(micro_batches) - 1
                 with nullcontext() if syncing else accelerator.no_sync(model):
-                    weighted_sum, micro_correct = task.loss(model, rm, micro, accelerator.device, share_prefix=share_prefix)
+                    with autocast(accelerator.device, precision):
+                        weighted_sum, micro_correct = task.loss(model, rm, micro, accelerator.device,
+                                                                share_prefix=share_prefix)
                     # this micro-batch's share of the global batch's weighted mean, scaled so that DDP's average
                     # over processes and the sum over micro-batches give exactly that mean, however it is split
                     loss = weighted_sum * accelerator.num_processes / batch_weight
@@ -176,7 +182,7 @@ def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: b
                 "best_eval_score": progress_state["best_eval_score"], "best_step": progress_state.get("best_step"),
                 "train_seconds": round(elapsed, 1),
                 "examples_per_s": round(examples_seen / elapsed, 2) if elapsed else None,
-                "processes": accelerator.num_processes, "precision": accelerator.mixed_precision}
+                "processes": accelerator.num_processes, "precision": precision}
     if accelerator.is_main_process:
         write_json_atomic(output_dir / "summary.json", summary)
     log.close()
@@ -185,15 +191,28 @@ def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: b
 
 
 # ---- setup --------------------------------------------------------------------------------------------------------
+AUTO_PRECISION_ENV = "REWARDKIT_AUTO_PRECISION"  # bf16 or fp32: what `auto` means here, whatever the hardware
+
+
 def resolve_precision(precision: str) -> str:
-    """'bf16' or 'no' (fp32); auto picks bf16 on CUDA with bf16 and on CPUs with AMX / AVX512-BF16."""
-    if precision == "fp32":
-        return "no"
-    if precision == "bf16":
-        return "bf16"
+    """'bf16' or 'fp32'. auto reads REWARDKIT_AUTO_PRECISION when set (CI runs the suite under each), else
+    picks bf16 on CUDA with bf16 and on CPUs with AMX / AVX512-BF16."""
+    if precision == "auto":
+        precision = os.environ.get(AUTO_PRECISION_ENV) or hardware_precision()
+        if precision not in ("bf16", "fp32"):
+            raise TrainingError(f"{AUTO_PRECISION_ENV}={precision!r}: expected bf16 or fp32")
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast around the forward and loss (the loss itself is computed in fp32); a no-op for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def hardware_precision() -> str:
     if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_has_fast_bf16() else "no"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -300,7 +319,7 @@ def build_optimizer(rm: RewardModel, config: TrainConfig) -> torch.optim.Optimiz
 
 # ---- loop helpers ---------------------------------------------------------------------------------------------------
 def unwrap(accelerator: Accelerator, model) -> RewardModel:
-    """The bare reward model, without the autocast wrapper: evaluation and saving run in full precision."""
+    """The bare reward model, without the DDP wrapper: evaluation and saving run in full precision."""
     return accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
 
