@@ -24,9 +24,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from rewardkit.data import load_preferences, prepare_preferences, save_preferences
-from rewardkit.model import backbone_tokenizer_and_spec
-from rewardkit.train import cpu_has_fast_bf16
+from rewardkit.data.preferences import load_preferences, save_preferences
+from rewardkit.data.split import prepare_preferences
+from rewardkit.models.backbones import backbone_tokenizer_and_spec
+from rewardkit.training.setup import cpu_has_fast_bf16
 
 BENCH = Path(__file__).resolve().parent
 MAX_LENGTH = 512

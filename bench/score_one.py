@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from rewardkit.data import load_preferences
-from rewardkit.model import RewardModel
+from rewardkit.data.preferences import load_preferences
+from rewardkit.models.reward_model import RewardModel
 
 SCORE_BACKBONE, BON_BACKBONE, BON_N = "minilm-l6", "smollm2-135m", 16
 

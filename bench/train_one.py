@@ -20,15 +20,15 @@ from pathlib import Path
 import torch
 
 from rewardkit.config import load_config
-from rewardkit.data import load_preferences
-from rewardkit.model import RewardModel
-from rewardkit.spec import render_plain, as_messages
+from rewardkit.data.preferences import load_preferences
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.spec import as_messages, render_plain
 
 WARMUP, SEED = 0.05, 0
 
 
 def run_rewardkit(args) -> dict:
-    from rewardkit.train import train
+    from rewardkit.training.launch import train
 
     config = load_config(None, [], base={
         "model": {"backbone": args.backbone, "max_length": args.max_length,

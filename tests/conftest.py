@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rewardkit.data import PreferencePair
+from rewardkit.data.records import PreferencePair
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -98,8 +98,8 @@ from typing import Iterator  # noqa: E402
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
-from rewardkit.model import RewardModel  # noqa: E402
-from rewardkit.spec import Normalization  # noqa: E402
+from rewardkit.models.reward_model import RewardModel  # noqa: E402
+from rewardkit.models.spec import Normalization  # noqa: E402
 
 KEY = "test-key"
 PROMPTS = ["Is tea good?", "Name a colour.", "What is rain?"]

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rewardkit.config import ConfigError, load_config
-
 from conftest import SHARED_DATA
+from rewardkit.config import ConfigError, load_config
 
 
 @pytest.fixture

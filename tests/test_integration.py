@@ -9,9 +9,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from rewardkit.config import load_config
-from rewardkit.data import load_preferences
-from rewardkit.model import RewardModel
-from rewardkit.train import train
+from rewardkit.data.preferences import load_preferences
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.training.launch import train
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rewardkit.errors import ConfigError
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -145,10 +147,6 @@ class TrainConfig(Strict):
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     train: TrainLoopConfig = TrainLoopConfig()
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message names the key."""
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:

@@ -1,0 +1,35 @@
+"""What every verb shares: the console, the error boundary, the `--set` option."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from transformers.utils import logging
+
+from rewardkit.errors import RewardkitError
+
+console = Console()
+Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key=value (repeatable).")]
+
+
+def user_errors(command):
+    """Turn the errors a user can act on (`RewardkitError`) into one red line and exit code 1; any other
+    exception is a bug and keeps its traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RewardkitError as err:
+            console.print(f"[red]error:[/red] {err}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+def quiet_transformers() -> None:
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

@@ -1,0 +1,41 @@
+"""`rewardkit score`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rewardkit.cli.common import console, quiet_transformers, user_errors
+from rewardkit.errors import ConfigError
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.scoring.files import score_file
+
+
+@user_errors
+def score(
+    model: Annotated[Path, typer.Option(help="Trained reward model directory.")],
+    input: Annotated[Path, typer.Option(help="JSONL with prompt + response, or messages.")],
+    output: Annotated[Path, typer.Option(help="JSONL: the input fields plus reward.")],
+    batch_size: int = 32,
+    normalize: Annotated[bool, typer.Option(help="Also write the z-scored reward (spec normalization).")] = False,
+    weight: Annotated[list[str] | None, typer.Option(
+        help="Multi-attribute models: NAME=W weighs an attribute in the reward (repeatable; unnamed ones get 0).")] = None,
+) -> None:
+    """Score prompt-response pairs (or conversations, or a process model's step lists) with a trained model."""
+    quiet_transformers()
+    weights = dict(parse_weight(w) for w in weight) if weight else None
+    count = score_file(RewardModel.from_pretrained(model), input, output, batch_size=batch_size, normalize=normalize,
+                       attribute_weights=weights)
+    console.print(f"scored {count} records -> {output}")
+
+
+def parse_weight(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        if not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise ConfigError(f"--weight {text!r}: expected NAME=NUMBER, e.g. verbosity=-0.5") from None

@@ -1,0 +1,89 @@
+"""Preference data: one record type, loading from files or the hub, an audit and a train/eval split.
+
+    result = load_preferences("hh-rlhf-harmless-base-test.jsonl.gz", on_bad_record="skip")
+    audit = audit_preferences(result.pairs, votes=result.votes)  # duplicates, length baseline, agreement...
+    split = prepare_preferences(result.pairs, eval_fraction=0.1)
+    save_preferences(split.train, "runs/data/train.jsonl")       # canonical jsonl, loads back as format "pairs"
+
+Sources: `.jsonl`, `.jsonl.gz`, `.json` (an array, or an object with one list field), `.json.gz`, `.parquet`,
+`.csv`, or else a Hugging Face hub dataset name. Formats, picked by `format="auto"` from the first record's fields
+(checked in this order):
+
+    sharegpt  conversations [{from, value}], chosen, rejected
+    pandalm   instruction, input, response1, response2, annotator1..3 (strict majority, votes kept; splits dropped)
+    ranked    instruction, input, history, output [best, ..., worst] (expanded to every ordered pair)
+    pairs     prompt | messages, chosen, rejected (TRL standard/conversational, RewardBench, this module's own);
+              optional tie, votes, preference_strength (HelpSteer2-Preference 1..3 or Llama 2 strings -> margin)
+    implicit  chosen, rejected: full transcripts sharing a prefix (HH-RLHF text, or message lists)
+
+Voted pairs carry their votes (1 = chosen better, 2 = rejected better, 0 = tie). `load_preferences` drops tie pairs
+unless `ties="keep"`, drops pairs below `min_agreement`, can scale weights by agreement, and returns every voted
+item's votes (three-way splits and ties included) for `audit_preferences`' Fleiss' kappa.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from rewardkit.data.importers import DETECTION, Voting, voting_importers
+from rewardkit.data.records import LoadResult, PreferencePair, majority
+from rewardkit.data.sources import load_records
+from rewardkit.errors import ConfigError
+from rewardkit.io import write_jsonl_atomic
+
+
+def load_preferences(
+    source: str | Path, *, format: str = "auto", split: str = "train",
+    on_bad_record: Literal["error", "skip"] = "error", subset: str | None = None,
+    ties: Literal["drop", "keep"] = "drop", min_agreement: float = 0.0, weight_by_agreement: bool = False,
+) -> LoadResult:
+    """Read every record of `source` into `PreferencePair`s with one importer (see the module docstring).
+
+    Ids are the record's `id`, else "{file stem}-{record index}". `subset` overrides every pair's subset.
+    `on_bad_record="error"` raises the first bad record's `DataError`; "skip" lists it in `skipped`.
+    Errors about the whole source (missing, unreadable, no records) always raise.
+
+    Voted data: tie pairs are dropped (counted as `ties_dropped`) unless `ties="keep"`; pairs whose agreement is
+    below `min_agreement` are dropped (`below_min_agreement`); `weight_by_agreement` multiplies each voted pair's
+    weight by its agreement. Kept pairs short of unanimity are counted as "kept_with_K_of_N_votes".
+    """
+    if ties not in ("drop", "keep"):
+        raise ConfigError(f"ties must be 'drop' or 'keep', not {ties!r}")
+    if not 0 <= min_agreement <= 1:
+        raise ConfigError(f"min_agreement must be in [0, 1], not {min_agreement}")
+    voting = Voting(keep_ties=ties == "keep")
+    loaded = load_records(source, voting_importers(voting), DETECTION, PreferencePair, format=format, split=split,
+                          on_bad_record=on_bad_record, subset=subset)
+    notes = Counter(loaded.notes)
+    pairs = _filter_by_agreement(loaded.records, notes, min_agreement, weight_by_agreement)
+    return LoadResult(pairs=pairs, skipped=loaded.skipped, notes=dict(notes), votes=voting.tables)
+
+
+def _filter_by_agreement(
+    pairs: list[PreferencePair], notes: Counter, min_agreement: float, weight_by_agreement: bool,
+) -> list[PreferencePair]:
+    """Voted pairs at or above `min_agreement`, reweighted by their agreement when asked; drops are counted."""
+    kept = []
+    for pair in pairs:
+        if pair.agreement is not None:
+            if pair.agreement < min_agreement:
+                notes["below_min_agreement"] += 1
+                continue
+            top = majority(pair.votes)[1]
+            if top < len(pair.votes):
+                notes[f"kept_with_{top}_of_{len(pair.votes)}_votes"] += 1
+            if weight_by_agreement:
+                pair = dataclasses.replace(pair, weight=(1.0 if pair.weight is None else pair.weight) * pair.agreement)
+        kept.append(pair)
+    return kept
+
+
+def save_preferences(pairs: Iterable[PreferencePair], path: str | Path) -> None:
+    """Write canonical jsonl (one `to_dict()` per line) atomically; it loads back as format "pairs"."""
+    if str(path).endswith(".gz"):
+        raise ConfigError(f"{path}: save_preferences writes plain .jsonl, not gzip")
+    write_jsonl_atomic(path, (pair.to_dict() for pair in pairs))

@@ -1,0 +1,167 @@
+"""Evaluating reward models on preference files: what `rewardkit eval` runs.
+
+    results = evaluate(EvalConfig(models=[Path("runs/demo/model")], data=["test.jsonl"], out_dir=Path("runs/eval")))
+    results[0].metrics["overall"]["accuracy"], results[0].metrics["subsets"]["hh-rlhf"]["accuracy"]
+    metrics = evaluate_pairs(RewardModel.from_pretrained("runs/demo/model"), pairs)   # in memory, writes nothing
+
+Each model scores every unique (prompt, response) once, through its own scoring spec (`score_responses`), so a
+response shared by many pairs costs one forward row. Lengths for the length baseline are response tokens, as in
+training's periodic evaluation (`rewardkit.tasks.comparisons.evaluate_comparisons`), so both report the same numbers.
+
+`evaluate` writes into `out_dir`:
+
+    metrics.json       one model: its `preference_metrics` dict plus "model" (the directory), "dropped_too_long"
+                       (pairs with a response longer than the spec's max_length) and "skipped_records";
+                       several models: {"models": {name: that dict}, "comparison": {name: {"reference",
+                       "difference", "ci95", "n"}}}, each model after the first against the first: strict
+                       accuracy difference (this - reference) on the pairs both scored, paired bootstrap CI
+    predictions.jsonl  one line per model and pair: id, subset, model, reward_chosen, reward_rejected, margin,
+                       correct (chosen reward strictly higher), chosen_length, rejected_length
+    report.html, report.md   `rewardkit.evaluation.report.write_report`
+
+Subsets: a record's own `subset` field; with several files, pairs without one take the file name (its stem).
+`subset_field="category"` reads that field instead. RewardBench v1 subset names fill metrics["rewardbench"].
+
+RewardBench 2 (allenai/reward-bench-2: `prompt`, `chosen: [str]`, `rejected: [str, ...]`, `subset`, `id`) is
+detected from the first record. Every chosen x rejected pair is evaluated as usual, and metrics["rewardbench2"]
+holds the benchmark's own scores: best-of-n credit per prompt (`rewardbench2_accuracy`) averaged per subset, the
+Ties subset by its rule (`rewardbench2_ties_score`, ids "ref:N" / "tied:N"), and the final score, the unweighted
+mean of the subset scores.
+
+With `fit_temperature`, the temperature fitted on each model's margins (metrics["calibration"]["temperature"]) is
+saved into its `scoring_spec.json`; `RewardModel.preference_probability` then gives calibrated P(a preferred over b).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rewardkit.errors import ConfigError, DataError
+from rewardkit.evaluation.inputs import load_eval_data
+from rewardkit.evaluation.labels import evaluate_label_files, evaluates_labels, is_rating_file
+from rewardkit.evaluation.preference import evaluate_ensemble, evaluate_model
+from rewardkit.evaluation.report import ModelResult, write_report
+from rewardkit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rewardkit.metrics.preference import paired_bootstrap_difference
+from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.spec import ScoringSpec
+from rewardkit.progress import counting_progress
+
+PREDICTION_KEYS = ("id", "subset", "model", "reward_chosen", "reward_rejected", "margin", "correct",
+                   "chosen_length", "rejected_length")
+
+
+@dataclass
+class EvalConfig:
+    """What `rewardkit eval` was asked for; the first model is the reference of the comparison."""
+
+    models: list[Path]
+    data: list[str]
+    out_dir: Path
+    subset_field: str | None = None  # None: the record's `subset`, else the file stem when there are several files
+    bootstrap: int = 1000  # resamples for every 95% CI; 0 turns CIs off
+    seed: int = 0
+    fit_temperature: bool = False  # save each model's fitted temperature into its scoring spec
+    format: str = "auto"  # one of FORMATS
+    on_bad_record: Literal["error", "skip"] = "error"
+    batch_size: int = 32
+    progress: bool = True
+    ensemble_mode: str | None = None  # ensembles: mean, min or mean-minus-std instead of the saved mode
+    std_weight: float | None = None  # ensembles: k of mean-minus-std instead of the saved one
+
+
+def evaluate(config: EvalConfig) -> list[ModelResult]:
+    """Evaluate every model on the data, write metrics, predictions and the report; returns one result per model."""
+    # a directory without a spec fails before any data is read
+    specs = {d: ScoringSpec.load(d) for d in config.models if not is_ensemble(d)}
+    names = model_names(config.models)
+    rating_files = any(s.task == "pointwise" for s in specs.values()) and all(map(is_rating_file, config.data))
+    labelled = [evaluates_labels(spec, rating_files) for spec in specs.values()]
+    if any(labelled):
+        if not all(labelled) or len(specs) < len(config.models):
+            raise DataError("some models are scored against labels and others on preference pairs: evaluate them "
+                            "separately")
+        return evaluate_labels(config, names)
+    data = load_eval_data(config.data, subset_field=config.subset_field, format=config.format,
+                          on_bad_record=config.on_bad_record)
+    results = []
+    with counting_progress(enabled=config.progress) as progress:
+        for name, directory in zip(names, config.models):
+            options = {"name": name, "bootstrap": config.bootstrap, "seed": config.seed,
+                       "batch_size": config.batch_size, "progress": progress}
+            if is_ensemble(directory):
+                ensemble = RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode,
+                                                          std_weight=config.std_weight)
+                result = evaluate_ensemble(ensemble, data, **options)
+            else:
+                rm = RewardModel.from_pretrained(directory)
+                result = evaluate_model(rm, data, **options)
+                if config.fit_temperature:
+                    save_temperature(rm, directory, result.metrics["calibration"]["temperature"])
+            result.metrics |= {"model": str(directory), "skipped_records": len(data.skipped)}
+            results.append(result)
+    for result in results[1:]:
+        result.comparison = {results[0].name: compare(results[0], result, bootstrap=config.bootstrap, seed=config.seed)}
+    write_outputs(config.out_dir, results)
+    return results
+
+
+def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
+    """Pointwise and process models on label files: metrics.json (by model when several), predictions.jsonl (one
+    line per model and record: its outputs, or its step probabilities and predicted first error) and report.md."""
+    results = []
+    for name, directory in zip(names, config.models):
+        rm = RewardModel.from_pretrained(directory)
+        metrics, predictions = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record,
+                                                    bootstrap=config.bootstrap)
+        results.append(ModelResult(name=name, metrics=metrics | {"model": str(directory)},
+                                   predictions=[p | {"model": name} for p in predictions]))
+    document = results[0].metrics if len(results) == 1 else {"models": {r.name: r.metrics for r in results}}
+    write_json_atomic(config.out_dir / "metrics.json", document)
+    write_jsonl_atomic(config.out_dir / "predictions.jsonl", (p for r in results for p in r.predictions))
+    write_text_atomic(config.out_dir / "report.md", "\n\n".join(
+        f"# {r.name}\n\n```json\n{json.dumps(r.metrics, indent=2)}\n```" for r in results) + "\n")
+    return results
+
+
+def save_temperature(rm: RewardModel, directory: Path, temperature: float) -> None:
+    """Store the calibration temperature in the model's spec (rewards themselves stay raw); atomic write."""
+    rm.spec = rm.spec.model_copy(update={"temperature": temperature})
+    rm.spec.save(directory)
+
+
+def compare(reference: ModelResult, result: ModelResult, *, bootstrap: int, seed: int) -> dict:
+    """Strict accuracy of `result` minus `reference` on the pairs both scored, with a paired bootstrap 95% CI."""
+    reference_correct = {p["id"]: float(p["correct"]) for p in reference.predictions}
+    shared = [p for p in result.predictions if p["id"] in reference_correct]
+    difference = paired_bootstrap_difference([reference_correct[p["id"]] for p in shared],
+                                             [float(p["correct"]) for p in shared], bootstrap=bootstrap, seed=seed)
+    return {"reference": reference.name, **difference, "n": len(shared)}
+
+
+def model_names(directories: Sequence[Path]) -> list[str]:
+    """Short unique names: each directory's name, with parent names added until they differ."""
+    paths = [Path(directory).resolve() for directory in directories]
+    for depth in range(1, max(len(path.parts) for path in paths) + 1):
+        names = ["/".join(path.parts[-depth:]) for path in paths]
+        if len(set(names)) == len(names):
+            return names
+    raise ConfigError(f"the same model directory is given twice: {', '.join(map(str, directories))}")
+
+
+def write_outputs(out_dir: Path, results: list[ModelResult]) -> None:
+    """metrics.json, predictions.jsonl, report.html and report.md (shapes in the module docstring)."""
+    if len(results) == 1:
+        document = results[0].metrics
+    else:
+        document = {"models": {result.name: result.metrics for result in results},
+                    "comparison": {result.name: next(iter(result.comparison.values())) for result in results[1:]}}
+    write_json_atomic(out_dir / "metrics.json", document)
+    write_jsonl_atomic(out_dir / "predictions.jsonl",
+                       ({key: p[key] for key in PREDICTION_KEYS} for result in results for p in result.predictions))
+    write_report(out_dir, results)

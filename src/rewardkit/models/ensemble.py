@@ -1,0 +1,105 @@
+"""Reward model ensembles: K members trained on resamples of the data, scored as one.
+
+    rewardkit train --config c.yaml --output-dir runs/ens --ensemble 4    # runs/ens/model/member-{0..3}
+    ensemble = RewardEnsemble.from_pretrained("runs/ens/model", mode="min")
+    scored = ensemble.score(prompts, responses)   # .rewards (combined z-scores), .uncertainty (members' std)
+
+Each member's rewards are z-scored with its own normalization (its held-out statistics), so members on different
+scales weigh alike. The combination is the mean, the min (pessimistic: the standard defense against reward hacking,
+Coste et al. 2024) or mean - k * std (uncertainty-penalized, Eisenstein et al. 2023); the members' spread is each
+item's uncertainty. An ensemble directory holds `ensemble.json` and one stock reward model directory per member.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from rewardkit.errors import ConfigError, ModelError
+from rewardkit.io import write_json_atomic
+from rewardkit.models.reward_model import RewardModel
+
+EnsembleMode = Literal["mean", "min", "mean-minus-std"]
+
+
+MODES = get_args(EnsembleMode)
+
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass
+class EnsembleScores:
+    rewards: list[float]  # combined z-scores (NaN where a member could not score the item)
+    uncertainty: list[float]  # population std of the members' z-scores
+    members: list[list[float]]  # each member's z-scores
+
+
+def combine_rewards(member_rewards: Sequence[Sequence[float]], mode: EnsembleMode, std_weight: float = 1.0
+                    ) -> tuple[list[float], list[float]]:
+    """(combined reward, population std across members) per item, from each member's z-scored rewards."""
+    combined, spread = [], []
+    for values in zip(*member_rewards):
+        mean, std = statistics.fmean(values), statistics.pstdev(values)
+        combined.append({"mean": mean, "min": min(values), "mean-minus-std": mean - std_weight * std}[mode])
+        spread.append(std)
+    return combined, spread
+
+
+class RewardEnsemble:
+    """Members scored independently, z-scored, then combined per item."""
+
+    def __init__(self, members: Sequence[RewardModel], *, mode: EnsembleMode = "mean", std_weight: float = 1.0) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"unknown ensemble mode {mode!r}; use one of {list(MODES)}")
+        unnormalized = [i for i, m in enumerate(members) if m.spec.normalization is None]
+        if len(members) < 2 or unnormalized:
+            raise ModelError("an ensemble needs two or more members, each with normalization statistics "
+                             f"(members without: {unnormalized})")
+        self.members, self.mode, self.std_weight = list(members), mode, std_weight
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, mode: EnsembleMode | None = None,
+                        std_weight: float | None = None) -> RewardEnsemble:
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        members = [RewardModel.from_pretrained(directory / name) for name in manifest["members"]]
+        return cls(members, mode=mode or manifest["mode"],
+                   std_weight=manifest["std_weight"] if std_weight is None else std_weight)
+
+    def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32) -> EnsembleScores:
+        members = [m.score(prompts, responses, batch_size=batch_size, normalize=True) for m in self.members]
+        rewards, spread = combine_rewards(members, self.mode, self.std_weight)
+        return EnsembleScores(rewards, spread, members)
+
+
+def is_ensemble(directory: str | Path) -> bool:
+    return (Path(directory) / ENSEMBLE_FILE).is_file()
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / ENSEMBLE_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory} has no {ENSEMBLE_FILE}: it is not a rewardkit ensemble")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def save_ensemble(directory: Path, member_dirs: Sequence[Path], *, mode: EnsembleMode = "mean", std_weight: float = 1.0,
+                  sampling: str | None = None) -> None:
+    """Move the members into `directory` and write its manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, member in enumerate(member_dirs):
+        name = f"member-{i}"
+        target = directory / name
+        if target.exists():
+            shutil.rmtree(target)
+        Path(member).rename(target)
+        names.append(name)
+    write_json_atomic(directory / ENSEMBLE_FILE, {"members": names, "mode": mode, "std_weight": std_weight,
+                                                  "sampling": sampling})

@@ -1,0 +1,149 @@
+"""Everything the recipe builds before its loop: precision, seeds, the model (LoRA or full), data, optimizer."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from rewardkit.config import LoraConfig, ModelConfig, TaskConfig, TrainConfig
+from rewardkit.errors import TrainingError
+from rewardkit.models.backbones import head_module
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.tasks.base import NoTrainingData, Task, TrainingData
+
+AUTO_PRECISION_ENV = "REWARDKIT_AUTO_PRECISION"  # bf16 or fp32: what `auto` means here, whatever the hardware
+
+
+def resolve_precision(precision: str) -> str:
+    """'bf16' or 'fp32'. auto reads REWARDKIT_AUTO_PRECISION when set (CI runs the suite under each), else
+    picks bf16 on CUDA with bf16 and on CPUs with AMX / AVX512-BF16."""
+    if precision == "auto":
+        precision = os.environ.get(AUTO_PRECISION_ENV) or hardware_precision()
+        if precision not in ("bf16", "fp32"):
+            raise TrainingError(f"{AUTO_PRECISION_ENV}={precision!r}: expected bf16 or fp32")
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast around the forward and loss (the loss itself is computed in fp32); a no-op for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def hardware_precision() -> str:
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_share_prefix(setting: bool | str, rm: RewardModel) -> bool:
+    """Prefix sharing needs a causal backbone scored at the last token; auto turns it on exactly then."""
+    causal = rm.spec.pooling == "last"
+    if setting is True and not causal:
+        raise TrainingError("train.share_prefix needs a decoder backbone (an encoder's prompt tokens see the reply)")
+    return causal if setting == "auto" else setting
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(config: ModelConfig, task: TaskConfig) -> tuple[RewardModel, object | None]:
+    """The reward model to train (its outputs and spec as the task needs), and its PEFT wrapper when training
+    LoRA adapters."""
+    rm = RewardModel.from_backbone(config.backbone, max_length=config.max_length, format=config.format,
+                                   trust_remote_code=config.trust_remote_code,
+                                   quantize_4bit=bool(config.lora and config.lora.quantize_4bit),
+                                   attributes=task.attributes if task.type == "pointwise" else None,
+                                   step_separator=task.step_separator if task.type == "process" else None)
+    weights = task.attribute_weights
+    rm.spec = rm.spec.model_copy(update={"task": task.type, "loss": task.loss, "attribute_weights": None if weights is None else [
+        weights.get(name, 0.0) for name in task.attributes]})
+    if config.disable_dropout:
+        disable_dropout(rm.model)
+    if config.gradient_checkpointing:
+        rm.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    peft_model = add_lora(rm, config.lora) if config.lora else None
+    return rm, peft_model
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Zero every dropout: the two sides of a pair then see the same network (and training is faster)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
+def add_lora(rm: RewardModel, config: LoraConfig):
+    """Inject LoRA adapters into the backbone; the score head stays fully trainable."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if config.quantize_4bit:
+        rm.model = prepare_model_for_kbit_training(rm.model)
+    head = head_module(rm.model)
+    head_names = {name for name, module in rm.model.named_modules() if module is head}
+    peft_model = get_peft_model(rm.model, PeftLoraConfig(
+        r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=config.target_modules,
+        exclude_modules=list(head_names)))
+    rm.model = peft_model.get_base_model()
+    for p in head.parameters():
+        p.requires_grad_(True)
+    return peft_model
+
+
+def load_training_data(task: Task, config: TrainConfig) -> TrainingData:
+    """The task's records from every source: eval sources held out, else the training records split by prompt."""
+    try:
+        return task.load(config.data, config.train.seed)
+    except NoTrainingData as error:
+        raise TrainingError(str(error)) from None
+
+
+def encode_training_data(task: Task, rm: RewardModel, data: TrainingData):
+    train_set, dropped_train = task.encode(rm, data.train)
+    eval_set, dropped_eval = task.encode(rm, data.eval)
+    summary = data.summary | {"task": task.unit, "dropped_too_long": {"train": dropped_train, "eval": dropped_eval},
+                              "trained_examples": len(train_set), "evaluated_examples": len(eval_set),
+                              "spec": rm.spec.model_dump(mode="json", exclude={"chat_template"})}
+    return train_set, eval_set, summary
+
+
+def micro_batch_size(global_batch: int, processes: int, accumulation: int) -> int:
+    if global_batch % (processes * accumulation):
+        raise TrainingError(f"train.batch_size {global_batch} must divide by processes ({processes}) x "
+                            f"gradient_accumulation_steps ({accumulation})")
+    return global_batch // (processes * accumulation)
+
+
+def build_optimizer(rm: RewardModel, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; biases and norm weights get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in rm.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas)
+
+
+def check_distributed_type(accelerator: Accelerator) -> None:
+    """Checkpoints and exports gather nothing: sharded setups (DeepSpeed ZeRO, FSDP) would save partial state."""
+    kind = accelerator.distributed_type.value
+    if kind in ("DEEPSPEED", "FSDP", "MEGATRON_LM"):
+        raise TrainingError(f"{kind} is not supported yet: launch with plain DDP (accelerate launch --multi_gpu)")

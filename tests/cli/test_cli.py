@@ -1,0 +1,79 @@
+"""The CLI is a thin layer: each verb runs end to end, and user errors are one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from conftest import write_jsonl
+from rewardkit.cli.app import app
+
+runner = CliRunner()
+
+
+def test_train_then_score_then_audit(llama_dir, toy_data, tmp_path):
+    config = {
+        "model": {"backbone": str(llama_dir), "max_length": 64},
+        "data": {"train": [{"path": str(toy_data)}], "eval_fraction": 0.25},
+        "optim": {"lr": 3e-3},
+        "train": {"batch_size": 8, "epochs": 1},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "run"),
+                                 "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy" in result.output and (tmp_path / "run" / "metrics.json").is_file()
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["epochs"] == 2
+
+    write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q?", "response": "a good helpful answer"}])
+    result = runner.invoke(app, ["score", "--model", str(tmp_path / "run" / "model"), "--input", str(tmp_path / "in.jsonl"),
+                                 "--output", str(tmp_path / "out.jsonl"), "--normalize"])
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "out.jsonl").read_text())
+    assert isinstance(scored["reward"], float) and isinstance(scored["reward_normalized"], float)
+
+    result = runner.invoke(app, ["data", "audit", str(toy_data), "--model", str(tmp_path / "run" / "model"),
+                                 "--output", str(tmp_path / "audit.json")])
+    assert result.exit_code == 0, result.output
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    assert audit["tokens"]["max_length"] == 64 and audit["tokens"]["dropped_pairs"] == 0
+
+
+def test_prepare_splits_by_prompt(toy_data, tmp_path):
+    result = runner.invoke(app, ["data", "prepare", str(toy_data), "--output-dir", str(tmp_path / "out"),
+                                 "--eval-fraction", "0.25"])
+    assert result.exit_code == 0, result.output
+    read = lambda name: [json.loads(l) for l in (tmp_path / "out" / name).read_text().splitlines()]  # noqa: E731
+    train, held_out = read("train.jsonl"), read("eval.jsonl")
+    assert len(train) + len(held_out) == 48 and held_out
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held_out}
+
+
+def test_bad_input_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "q", "chosen": "a", "rejected": ""}\n')
+    result = runner.invoke(app, ["data", "audit", str(bad)])
+    assert result.exit_code == 1
+    assert "bad.jsonl:1" in result.output and "rejected" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["score", "--model", str(tmp_path), "--input", str(bad), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "not a rewardkit model" in result.output
+
+
+def test_ensemble_training_and_weighted_scoring_from_the_command_line(llama_dir, toy_data, tmp_path):
+    config = {
+        "model": {"backbone": str(llama_dir), "max_length": 64},
+        "data": {"train": [{"path": str(toy_data)}], "eval_fraction": 0.25},
+        "train": {"batch_size": 8, "epochs": 1},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "c.yaml"), "--output-dir", str(tmp_path / "ens"),
+                                 "--ensemble", "2"])
+    assert result.exit_code == 0, result.output
+    assert "trained 2 members" in result.output and "most / least certain" in result.output
+    assert (tmp_path / "ens" / "model" / "ensemble.json").is_file()
+    write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q?", "response": "a good helpful answer"}])
+    result = runner.invoke(app, ["score", "--model", str(tmp_path / "ens" / "model" / "member-0"), "--input",
+                                 str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"), "--weight", "x"])
+    assert result.exit_code == 1 and "expected NAME=NUMBER" in result.output
