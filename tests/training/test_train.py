@@ -105,7 +105,7 @@ def test_bf16_autocast_trains_like_fp32_in_one_process(llama_dir, toy_data, tmp_
         assert result.summary["precision"] == "bf16"
         losses = logged_losses(tmp_path / name)
         assert losses != reference, "bf16 autocast was not in effect"
-        assert max(abs(a - b) for a, b in zip(losses, reference)) < 2e-3, (name, losses, reference)
+        assert max(abs(a - b) for a, b in zip(losses, reference, strict=True)) < 2e-3, (name, losses, reference)
         assert {w.dtype for w in weights(result.model_dir).values()} == {torch.float32}, "saved weights stay fp32"
 
 
@@ -158,7 +158,10 @@ def test_two_processes_train_the_same_model_as_one(llama_dir, toy_data, tmp_path
 
 
 def test_non_finite_loss_stops_with_a_clear_message(llama_dir, toy_data, tmp_path, monkeypatch):
-    monkeypatch.setattr("rewardkit.tasks.pairwise.bradley_terry_loss", lambda *a, **k: torch.tensor(math.nan, requires_grad=True))
+    def nan_loss(*args, **kwargs):
+        return torch.tensor(math.nan, requires_grad=True)
+
+    monkeypatch.setattr("rewardkit.tasks.pairwise.bradley_terry_loss", nan_loss)
     with pytest.raises(TrainingError, match="loss became nan at step 1: lower optim.lr"):
         train(load_config(None, [], base=tiny_config(llama_dir, toy_data)), tmp_path / "nan", show_progress=False)
 
@@ -231,7 +234,8 @@ def test_weighted_pairs_give_the_same_model_however_the_batch_is_split(llama_dir
     data = write_jsonl(tmp_path / "weighted.jsonl", records)
     base = tiny_config(llama_dir, data, epochs=1, precision="fp32")
     train(load_config(None, [], base=base), tmp_path / "whole", show_progress=False)
-    train(load_config(None, ["train.gradient_accumulation_steps=4"], base=base), tmp_path / "split", show_progress=False)
+    split = load_config(None, ["train.gradient_accumulation_steps=4"], base=base)
+    train(split, tmp_path / "split", show_progress=False)
     assert_same_weights(tmp_path / "whole" / "model", tmp_path / "split" / "model", atol=1e-5)
 
 

@@ -17,7 +17,8 @@ def pair_batches(lengths: Sequence[int], batch_size: int, seed: int, *, group_by
     rng.shuffle(order)
     if group_by_length:
         window = batch_size * 50
-        order = [i for s in range(0, len(order), window) for i in sorted(order[s : s + window], key=lengths.__getitem__)]
+        windows = [sorted(order[s : s + window], key=lengths.__getitem__) for s in range(0, len(order), window)]
+        order = [i for w in windows for i in w]
     batches = [order[s : s + batch_size] for s in range(0, len(order) - batch_size + 1, batch_size)]
     if group_by_length:
         rng.shuffle(batches)
@@ -35,5 +36,6 @@ class EpochBatches:
     def for_step(self, step: int, steps_per_epoch: int) -> list[int]:
         epoch, index = divmod(step, steps_per_epoch)
         if self.cached is None or self.cached[0] != epoch:
-            self.cached = (epoch, pair_batches(self.lengths, self.batch_size, self.seed + epoch, group_by_length=self.group))
+            batches = pair_batches(self.lengths, self.batch_size, self.seed + epoch, group_by_length=self.group)
+            self.cached = (epoch, batches)
         return self.cached[1][index]

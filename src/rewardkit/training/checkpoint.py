@@ -7,7 +7,7 @@
       scheduler.json          LR scheduler state
       rng.safetensors         torch (and CUDA) generator states
       rng.json                python and numpy generator states
-      progress.json           step, epoch, best eval score, config
+      progress.json           step, best_eval_score, evals_without_improvement, best_step (once set), config
 """
 
 from __future__ import annotations

@@ -51,8 +51,10 @@ def train_ensemble(config: TrainConfig, output_dir: str | Path, *, show_progress
     data = load_training_data(task, config)
     summaries = []
     for member in range(cfg.ensemble):
-        member_config = config.model_copy(update={"train": cfg.model_copy(update={"ensemble": 1, "seed": cfg.seed + member})})
-        member_data = replace(data, train=member_records(data.train, member, cfg.ensemble, cfg.ensemble_sampling, cfg.seed))
+        member_train = cfg.model_copy(update={"ensemble": 1, "seed": cfg.seed + member})
+        member_config = config.model_copy(update={"train": member_train})
+        member_data = replace(data, train=member_records(data.train, member, cfg.ensemble, cfg.ensemble_sampling,
+                                                         cfg.seed))
         result = train_model(member_config, output_dir / "members" / f"member-{member}", show_progress=show_progress,
                              data=member_data)
         summaries.append(result.summary)
@@ -62,13 +64,13 @@ def train_ensemble(config: TrainConfig, output_dir: str | Path, *, show_progress
     metrics = None
     if data.eval:
         save_preferences(data.eval, output_dir / "eval.jsonl")  # re-evaluate other modes on exactly these pairs
-
         metrics = evaluate_ensemble_pairs(RewardEnsemble.from_pretrained(model_dir), data.eval)
         write_json_atomic(output_dir / "metrics.json", metrics)
     seconds = sum(s["train_seconds"] for s in summaries)
     trained = sum(s["trained_examples"] for s in summaries)
     summary = summaries[0] | {
-        "ensemble": cfg.ensemble, "sampling": cfg.ensemble_sampling, "members": summaries, "train_seconds": round(seconds, 1),
-        "trained_examples": trained, "examples_per_s": round(trained * cfg.epochs / seconds, 2) if seconds else None}
+        "ensemble": cfg.ensemble, "sampling": cfg.ensemble_sampling, "members": summaries,
+        "train_seconds": round(seconds, 1), "trained_examples": trained,
+        "examples_per_s": round(trained * cfg.epochs / seconds, 2) if seconds else None}
     write_json_atomic(output_dir / "summary.json", summary)
     return TrainResult(model_dir, metrics, summary)

@@ -7,6 +7,9 @@ The task (`rewardkit.tasks`: pairs, rankings, rated responses or step-labelled s
 is, its loss and its evaluation; the loop is the same for all. Each optimizer step takes one global batch of
 `train.batch_size` examples (the same for a seed, whatever the number of processes); each process takes its
 share, in `gradient_accumulation_steps` micro-batches.
+
+`train_model` reads top to bottom: `setup` builds a `Run` (everything fixed for the run) and a `TrainState`
+(where the loop stands, what checkpoints save); each step is `train_step`, then the phases that run when due.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from transformers import get_scheduler
+from torch.optim.lr_scheduler import LRScheduler
 
 from rewardkit.config import TrainConfig
 from rewardkit.errors import TrainingError
@@ -38,7 +41,9 @@ from rewardkit.training.setup import (
     autocast,
     build_model,
     build_optimizer,
+    build_scheduler,
     check_distributed_type,
+    count_steps,
     encode_training_data,
     load_training_data,
     micro_batch_size,
@@ -57,10 +62,99 @@ class TrainResult:
     summary: dict
 
 
+@dataclass
+class TrainState:
+    """Where the loop stands. Checkpoints save the first four fields (progress.json); the rest count this process's
+    own run (they restart on resume)."""
+
+    step: int = 0  # optimizer steps done
+    best_eval_score: float | None = None
+    evals_without_improvement: int = 0
+    best_step: int | None = None
+    examples_seen: int = 0
+    steps_at_ln2: int = 0  # consecutive steps whose pair loss sat at ln 2
+    started: float = field(default_factory=time.perf_counter, compare=False, repr=False)
+
+    @classmethod
+    def from_progress(cls, progress: dict) -> TrainState:
+        """The state a checkpoint's progress.json records."""
+        return cls(step=progress["step"], best_eval_score=progress["best_eval_score"],
+                   evals_without_improvement=progress["evals_without_improvement"],
+                   best_step=progress.get("best_step"))
+
+    def progress(self, config: TrainConfig) -> dict:
+        """The progress.json record: step, best_eval_score, evals_without_improvement, best_step (once set), config."""
+        progress = {"step": self.step, "best_eval_score": self.best_eval_score,
+                    "evals_without_improvement": self.evals_without_improvement}
+        if self.best_step is not None:
+            progress["best_step"] = self.best_step
+        return progress | {"config": config.model_dump(mode="json")}
+
+    def record_eval(self, score: float) -> bool:
+        """Count an evaluation at this step; True when its score is the best so far."""
+        if self.best_eval_score is None or score > self.best_eval_score:
+            self.best_eval_score, self.evals_without_improvement, self.best_step = score, 0, self.step
+            return True
+        self.evals_without_improvement += 1
+        return False
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+@dataclass
+class Run:
+    """What setup builds for the loop: the prepared model and optimizer, the encoded data, the fixed numbers."""
+
+    config: TrainConfig
+    output_dir: Path
+    accelerator: Accelerator
+    precision: str  # bf16 or fp32
+    task: Task
+    rm: RewardModel  # the bare reward model (its spec tells the loss how to read it)
+    peft_model: object | None  # the PEFT wrapper when training LoRA adapters (merged once, at the end)
+    model: torch.nn.Module  # rm as accelerate prepared it (DDP-wrapped on several processes)
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    share_prefix: bool
+    train_set: list
+    eval_set: list
+    summary: dict  # what loading and encoding the data reported, the start of summary.json
+    batches: EpochBatches
+    micro_batch: int  # examples per micro-batch on each process
+    steps_per_epoch: int
+    total_steps: int
+    log: TrainLog
+
+    def unwrapped(self) -> RewardModel:
+        return unwrap(self.accelerator, self.model)
+
+
 def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = True,
                 data: TrainingData | None = None) -> TrainResult:
     """One model: the recipe. `data` replaces loading the configured sources (ensemble members' resamples)."""
-    output_dir = Path(output_dir)
+    run, state = setup(config, Path(output_dir), data)
+    bar = TrainProgress(run.total_steps, config.train.batch_size, unit=run.task.unit,
+                        enabled=show_progress and run.accelerator.is_main_process)
+    with bar:
+        bar.advance_to(state.step)
+        while state.step < run.total_steps:
+            loss, accuracy = train_step(run, state.step)
+            state.step += 1
+            state.examples_seen += config.train.batch_size
+            check_loss(run, state, loss)
+            bar.update(state.step, loss, accuracy)
+            log_if_due(run, state, loss, accuracy)
+            if evaluate_if_due(run, state):  # True: early stopping ends the run
+                break
+            checkpoint_if_due(run, state)
+            run.accelerator.wait_for_everyone()
+    return finish(run, state)
+
+
+# setup: accelerator, task, model, data, optimizer, scheduler; prepare, resume, open the log
+def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> tuple[Run, TrainState]:
+    """Build and prepare everything the loop uses; the state is a checkpoint's when `train.resume` is set."""
     cfg = config.train
     precision = resolve_precision(cfg.precision)
     # autocast is ours, not accelerate's: its precision is fixed once per process, and one process may train
@@ -71,120 +165,152 @@ def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: b
         raise TrainingError(f"{output_dir} holds checkpoints of an earlier run: resume it with train.resume=latest, "
                             "or choose a new --output-dir")
     seed_everything(cfg.seed)
-    task = build_task(config.task, use_margin=cfg.use_margin, center_rewards_coefficient=cfg.center_rewards_coefficient)
+    task = build_task(config.task, use_margin=cfg.use_margin,
+                      center_rewards_coefficient=cfg.center_rewards_coefficient)
     rm, peft_model = build_model(config.model, config.task)
-    data = data or load_training_data(task, config)
-    train_set, eval_set, summary = encode_training_data(task, rm, data)
-    global_batch = cfg.batch_size
-    local_micro = micro_batch_size(global_batch, accelerator.num_processes, cfg.gradient_accumulation_steps)
-    steps_per_epoch = len(train_set) // global_batch
-    if steps_per_epoch == 0:
-        raise TrainingError(f"{len(train_set)} usable training {task.unit} is fewer than one batch of {global_batch}")
-    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    train_set, eval_set, summary = encode_training_data(task, rm, data or load_training_data(task, config))
+    micro_batch = micro_batch_size(cfg.batch_size, accelerator.num_processes, cfg.gradient_accumulation_steps)
+    steps_per_epoch, total_steps = count_steps(len(train_set), cfg.batch_size, cfg.epochs, task.unit)
     optimizer = build_optimizer(rm, config)
-    scheduler = get_scheduler(
-        config.optim.schedule if config.optim.schedule != "constant" else "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=round(config.optim.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
-    )
+    scheduler = build_scheduler(optimizer, config.optim, total_steps)
     share_prefix = resolve_share_prefix(cfg.share_prefix, rm)
     model, optimizer = accelerator.prepare(rm, optimizer)
-    progress_state = {"step": 0, "best_eval_score": None, "evals_without_improvement": 0}
-    if cfg.resume:
-        found = checkpoint.find_checkpoint(output_dir, cfg.resume)
-        progress_state = checkpoint.load_checkpoint(found, unwrap(accelerator, model), optimizer, scheduler)
-        warn_on_config_change(accelerator, progress_state.get("config"), config)
-        accelerator.print(f"resumed from {found} at step {progress_state['step']}")
+    state = resume(config, output_dir, accelerator, model, optimizer, scheduler) if cfg.resume else TrainState()
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_resolved_config(config, output_dir / "config.yaml")
-    log = TrainLog(output_dir / "train_log.jsonl", accelerator.is_main_process, cfg.tensorboard, append=bool(cfg.resume))
-    epoch_batches = EpochBatches([e.width for e in train_set], global_batch, cfg.seed, cfg.length_grouping)
-    bar = TrainProgress(total_steps, global_batch, unit=task.unit, enabled=show_progress and accelerator.is_main_process)
-    stuck_logs, metrics, start_time = 0, None, time.perf_counter()
-    examples_seen = 0
-    with bar:
-        bar.advance_to(progress_state["step"])
-        for step in range(progress_state["step"], total_steps):
-            model.train()
-            batch = [train_set[i] for i in epoch_batches.for_step(step, steps_per_epoch)]
-            local = batch[accelerator.process_index :: accelerator.num_processes]
-            batch_weight = sum(task.weight(e) for e in batch)
-            loss_sum, correct = torch.zeros((), device=accelerator.device), None  # correct: None when no accuracy
-            micro_batches = [local[i : i + local_micro] for i in range(0, len(local), local_micro)]
-            for i, micro in enumerate(micro_batches):
-                syncing = i == len(micro_batches) - 1
-                with nullcontext() if syncing else accelerator.no_sync(model):
-                    with autocast(accelerator.device, precision):
-                        weighted_sum, micro_correct = task.loss(model, rm, micro, accelerator.device,
-                                                                share_prefix=share_prefix)
-                    # this micro-batch's share of the global batch's weighted mean, scaled so that DDP's average
-                    # over processes and the sum over micro-batches give exactly that mean, however it is split
-                    loss = weighted_sum * accelerator.num_processes / batch_weight
-                    accelerator.backward(loss)
-                loss_sum += loss.detach()
-                if micro_correct is not None:
-                    correct = micro_correct if correct is None else correct + micro_correct
-            if config.optim.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), config.optim.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = accelerator.reduce(loss_sum, "mean").item()
-            step_accuracy = None if correct is None else accelerator.reduce(correct, "sum").item() / len(batch)
-            examples_seen += len(batch)
-            if not math.isfinite(step_loss):
-                raise TrainingError(
-                    f"loss became {step_loss} at step {step + 1}: lower optim.lr, use train.precision=fp32, "
-                    "or audit the data (`rewardkit data audit`)"
-                )
-            stuck_logs = stuck_logs + 1 if task.unit == "pairs" and abs(step_loss - LN2) < 1e-3 else 0
-            if stuck_logs == cfg.stuck_loss_steps:
-                accelerator.print(
-                    f"warning: the loss has sat at ln 2 for {stuck_logs} steps: chosen and rejected get the same "
-                    "reward. Check that the scored token differs between them (spec pooling, truncation)."
-                )
-            bar.update(step + 1, step_loss, step_accuracy)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == total_steps:
-                elapsed = time.perf_counter() - start_time
-                log.write(step + 1, loss=step_loss, accuracy=step_accuracy, lr=scheduler.get_last_lr()[0],
-                          epoch=round((step + 1) / steps_per_epoch, 4), examples_per_s=round(examples_seen / elapsed, 3))
-            progress_state["step"] = step + 1
-            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == total_steps) and eval_set:
-                evaluation = task.evaluate(unwrap(accelerator, model), eval_set, bootstrap=0)
-                log.write(step + 1, **{f"eval_{task.score_name}": evaluation.score})
-                if track_improvement(progress_state, evaluation.score):
-                    progress_state["best_step"] = step + 1
-                    if accelerator.is_main_process and peft_model is None:  # adapters are merged once, at the end
-                        save_with_normalization(unwrap(accelerator, model), output_dir / "model", evaluation.rewards)
-                elif cfg.early_stopping_patience and progress_state["evals_without_improvement"] >= cfg.early_stopping_patience:
-                    accelerator.print(f"early stopping at step {step + 1}: no eval improvement in "
-                                      f"{cfg.early_stopping_patience} evaluations")
-                    break
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and accelerator.is_main_process:
-                progress_state["config"] = config.model_dump(mode="json")
-                checkpoint.save_checkpoint(output_dir / f"{checkpoint.PREFIX}{step + 1:06d}",
-                                           unwrap(accelerator, model), optimizer, scheduler, progress_state)
-                checkpoint.prune_checkpoints(output_dir, cfg.keep_checkpoints)
-            accelerator.wait_for_everyone()
-    elapsed = time.perf_counter() - start_time
-    if accelerator.is_main_process:
-        keep_best = cfg.early_stopping_patience and peft_model is None and progress_state["best_eval_score"] is not None
-        metrics = finish_model(task, unwrap(accelerator, model), peft_model, output_dir / "model", eval_set,
-                               keep_best=bool(keep_best))
+    log = TrainLog(output_dir / "train_log.jsonl", accelerator.is_main_process, cfg.tensorboard,
+                   append=bool(cfg.resume))
+    batches = EpochBatches([e.width for e in train_set], cfg.batch_size, cfg.seed, cfg.length_grouping)
+    run = Run(config=config, output_dir=output_dir, accelerator=accelerator, precision=precision, task=task, rm=rm,
+              peft_model=peft_model, model=model, optimizer=optimizer, scheduler=scheduler, share_prefix=share_prefix,
+              train_set=train_set, eval_set=eval_set, summary=summary, batches=batches, micro_batch=micro_batch,
+              steps_per_epoch=steps_per_epoch, total_steps=total_steps, log=log)
+    return run, state
+
+
+# resume: the checkpoint's weights, optimizer, scheduler, RNG and progress
+def resume(config: TrainConfig, output_dir: Path, accelerator: Accelerator, model: torch.nn.Module,
+           optimizer: torch.optim.Optimizer, scheduler: LRScheduler) -> TrainState:
+    """Load the checkpoint `train.resume` names (latest: the newest under `output_dir`) into the prepared run."""
+    found = checkpoint.find_checkpoint(output_dir, config.train.resume)
+    progress = checkpoint.load_checkpoint(found, unwrap(accelerator, model), optimizer, scheduler)
+    warn_on_config_change(accelerator, progress.get("config"), config)
+    accelerator.print(f"resumed from {found} at step {progress['step']}")
+    return TrainState.from_progress(progress)
+
+
+# one optimizer step: micro-batches, backward, clip, step
+def train_step(run: Run, step: int) -> tuple[float, float | None]:
+    """Train on global batch `step` (this process's share, in micro-batches); its mean loss and accuracy (None when
+    the task reports none)."""
+    accelerator, task = run.accelerator, run.task
+    run.model.train()
+    batch = [run.train_set[i] for i in run.batches.for_step(step, run.steps_per_epoch)]
+    local = batch[accelerator.process_index :: accelerator.num_processes]
+    batch_weight = sum(task.weight(e) for e in batch)
+    loss_sum, correct = torch.zeros((), device=accelerator.device), None  # correct: None when no accuracy
+    micro_batches = [local[i : i + run.micro_batch] for i in range(0, len(local), run.micro_batch)]
+    for i, micro in enumerate(micro_batches):
+        syncing = i == len(micro_batches) - 1
+        with nullcontext() if syncing else accelerator.no_sync(run.model):
+            with autocast(accelerator.device, run.precision):
+                weighted_sum, micro_correct = task.loss(run.model, run.rm, micro, accelerator.device,
+                                                        share_prefix=run.share_prefix)
+            # this micro-batch's share of the global batch's weighted mean, scaled so that DDP's average
+            # over processes and the sum over micro-batches give exactly that mean, however it is split
+            loss = weighted_sum * accelerator.num_processes / batch_weight
+            accelerator.backward(loss)
+        loss_sum += loss.detach()
+        if micro_correct is not None:
+            correct = micro_correct if correct is None else correct + micro_correct
+    if run.config.optim.max_grad_norm:
+        accelerator.clip_grad_norm_(run.model.parameters(), run.config.optim.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = accelerator.reduce(loss_sum, "mean").item()
+    return loss, None if correct is None else accelerator.reduce(correct, "sum").item() / len(batch)
+
+
+# loss checks: stop on a non-finite loss, warn on a pair loss stuck at ln 2
+def check_loss(run: Run, state: TrainState, loss: float) -> None:
+    """Raise on a non-finite loss; warn once the pair loss has sat at ln 2 for `train.stuck_loss_steps` steps."""
+    if not math.isfinite(loss):
+        raise TrainingError(f"loss became {loss} at step {state.step}: lower optim.lr, use train.precision=fp32, "
+                            "or audit the data (`rewardkit data audit`)")
+    stuck = run.task.unit == "pairs" and abs(loss - LN2) < 1e-3
+    state.steps_at_ln2 = state.steps_at_ln2 + 1 if stuck else 0
+    if state.steps_at_ln2 == run.config.train.stuck_loss_steps:
+        run.accelerator.print(
+            f"warning: the loss has sat at ln 2 for {state.steps_at_ln2} steps: chosen and rejected get the same "
+            "reward. Check that the scored token differs between them (spec pooling, truncation)."
+        )
+
+
+# log: every `log_every` steps and the last
+def log_if_due(run: Run, state: TrainState, loss: float, accuracy: float | None) -> None:
+    """Write the step's loss, accuracy, learning rate, epoch and throughput to the train log when due."""
+    if state.step % run.config.train.log_every == 0 or state.step == run.total_steps:
+        run.log.write(state.step, loss=loss, accuracy=accuracy, lr=run.scheduler.get_last_lr()[0],
+                      epoch=round(state.step / run.steps_per_epoch, 4),
+                      examples_per_s=round(state.examples_seen / state.seconds(), 3))
+
+
+# evaluate: every `eval_every` steps and the last; keep the best model, stop early when patience runs out
+def evaluate_if_due(run: Run, state: TrainState) -> bool:
+    """Evaluate on the held-out set when due, saving the model when it is the best so far; True when early
+    stopping ends the run."""
+    cfg = run.config.train
+    due = cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == run.total_steps)
+    if not (due and run.eval_set):
+        return False
+    evaluation = run.task.evaluate(run.unwrapped(), run.eval_set, bootstrap=0)
+    run.log.write(state.step, **{f"eval_{run.task.score_name}": evaluation.score})
+    if state.record_eval(evaluation.score):
+        if run.accelerator.is_main_process and run.peft_model is None:  # adapters are merged once, at the end
+            save_with_normalization(run.unwrapped(), run.output_dir / "model", evaluation.rewards)
+        return False
+    patience = cfg.early_stopping_patience
+    if patience and state.evals_without_improvement >= patience:
+        run.accelerator.print(f"early stopping at step {state.step}: no eval improvement in {patience} evaluations")
+        return True
+    return False
+
+
+# checkpoint: every `save_every` steps, keeping the newest `keep_checkpoints`
+def checkpoint_if_due(run: Run, state: TrainState) -> None:
+    """Save a resumable checkpoint when due (main process)."""
+    cfg = run.config.train
+    if cfg.save_every and state.step % cfg.save_every == 0 and run.accelerator.is_main_process:
+        checkpoint.save_checkpoint(run.output_dir / f"{checkpoint.PREFIX}{state.step:06d}", run.unwrapped(),
+                                   run.optimizer, run.scheduler, state.progress(run.config))
+        checkpoint.prune_checkpoints(run.output_dir, cfg.keep_checkpoints)
+
+
+# finish: the final model, metrics.json, summary.json
+def finish(run: Run, state: TrainState) -> TrainResult:
+    """Save the final model with its held-out metrics, and the run's summary."""
+    elapsed = state.seconds()
+    metrics = None
+    if run.accelerator.is_main_process:
+        # with early stopping, the model saved at the best evaluation is the final one
+        keep_best = (bool(run.config.train.early_stopping_patience) and run.peft_model is None
+                     and state.best_eval_score is not None)
+        metrics = finish_model(run.task, run.unwrapped(), run.peft_model, run.output_dir / "model", run.eval_set,
+                               keep_best=keep_best)
         if metrics:
-            write_json_atomic(output_dir / "metrics.json", metrics)
-    summary |= {"steps": progress_state["step"], "share_prefix": share_prefix, "eval_score_name": task.score_name,
-                "best_eval_score": progress_state["best_eval_score"], "best_step": progress_state.get("best_step"),
-                "train_seconds": round(elapsed, 1),
-                "examples_per_s": round(examples_seen / elapsed, 2) if elapsed else None,
-                "processes": accelerator.num_processes, "precision": precision}
-    if accelerator.is_main_process:
-        write_json_atomic(output_dir / "summary.json", summary)
-    log.close()
-    accelerator.wait_for_everyone()
-    return TrainResult(output_dir / "model", metrics, summary)
+            write_json_atomic(run.output_dir / "metrics.json", metrics)
+    summary = run.summary | {
+        "steps": state.step, "share_prefix": run.share_prefix, "eval_score_name": run.task.score_name,
+        "best_eval_score": state.best_eval_score, "best_step": state.best_step, "train_seconds": round(elapsed, 1),
+        "examples_per_s": round(state.examples_seen / elapsed, 2) if elapsed else None,
+        "processes": run.accelerator.num_processes, "precision": run.precision}
+    if run.accelerator.is_main_process:
+        write_json_atomic(run.output_dir / "summary.json", summary)
+    run.log.close()
+    run.accelerator.wait_for_everyone()
+    return TrainResult(run.output_dir / "model", metrics, summary)
 
 
 def unwrap(accelerator: Accelerator, model) -> RewardModel:
@@ -192,16 +318,7 @@ def unwrap(accelerator: Accelerator, model) -> RewardModel:
     return accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
 
-def track_improvement(state: dict, score: float) -> bool:
-    best = state["best_eval_score"]
-    if best is None or score > best:
-        state["best_eval_score"], state["evals_without_improvement"] = score, 0
-        return True
-    state["evals_without_improvement"] += 1
-    return False
-
-
-def warn_on_config_change(accelerator, saved: dict | None, config: TrainConfig) -> None:
+def warn_on_config_change(accelerator: Accelerator, saved: dict | None, config: TrainConfig) -> None:
     current = config.model_dump(mode="json")
     current["train"].pop("resume", None)
     if saved:

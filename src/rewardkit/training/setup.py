@@ -1,7 +1,9 @@
-"""Everything the recipe builds before its loop: precision, seeds, the model (LoRA or full), data, optimizer."""
+"""Everything the recipe builds before its loop: precision, seeds, the model (LoRA or full), data, step counts,
+optimizer and scheduler."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -9,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from torch.optim.lr_scheduler import LRScheduler
+from transformers import get_scheduler
 
-from rewardkit.config import LoraConfig, ModelConfig, TaskConfig, TrainConfig
+from rewardkit.config import LoraConfig, ModelConfig, OptimConfig, TaskConfig, TrainConfig
 from rewardkit.errors import TrainingError
 from rewardkit.models.backbones import head_module
 from rewardkit.models.reward_model import RewardModel
@@ -71,8 +75,8 @@ def build_model(config: ModelConfig, task: TaskConfig) -> tuple[RewardModel, obj
                                    attributes=task.attributes if task.type == "pointwise" else None,
                                    step_separator=task.step_separator if task.type == "process" else None)
     weights = task.attribute_weights
-    rm.spec = rm.spec.model_copy(update={"task": task.type, "loss": task.loss, "attribute_weights": None if weights is None else [
-        weights.get(name, 0.0) for name in task.attributes]})
+    attribute_weights = None if weights is None else [weights.get(name, 0.0) for name in task.attributes]
+    rm.spec = rm.spec.model_copy(update={"task": task.type, "loss": task.loss, "attribute_weights": attribute_weights})
     if config.disable_dropout:
         disable_dropout(rm.model)
     if config.gradient_checkpointing:
@@ -125,6 +129,14 @@ def encode_training_data(task: Task, rm: RewardModel, data: TrainingData):
     return train_set, eval_set, summary
 
 
+def count_steps(examples: int, global_batch: int, epochs: float, unit: str) -> tuple[int, int]:
+    """(steps per epoch, total steps): each step takes one full global batch; `epochs` may be fractional."""
+    steps_per_epoch = examples // global_batch
+    if steps_per_epoch == 0:
+        raise TrainingError(f"{examples} usable training {unit} is fewer than one batch of {global_batch}")
+    return steps_per_epoch, max(1, math.ceil(epochs * steps_per_epoch))
+
+
 def micro_batch_size(global_batch: int, processes: int, accumulation: int) -> int:
     if global_batch % (processes * accumulation):
         raise TrainingError(f"train.batch_size {global_batch} must divide by processes ({processes}) x "
@@ -135,11 +147,21 @@ def micro_batch_size(global_batch: int, processes: int, accumulation: int) -> in
 def build_optimizer(rm: RewardModel, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; biases and norm weights get no weight decay."""
     decay, no_decay = [], []
-    for name, p in rm.named_parameters():
+    for p in rm.parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> LRScheduler:
+    """The `optim.schedule` learning rate over `total_steps`, after `optim.warmup_ratio` of them warming up."""
+    return get_scheduler(
+        config.schedule if config.schedule != "constant" else "constant_with_warmup",
+        optimizer,
+        num_warmup_steps=round(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
 
 
 def check_distributed_type(accelerator: Accelerator) -> None:
