@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The CPU build of torch is pinned and installed first: an open range would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: setup demo test test-all bench bench-quick clean
+.PHONY: setup demo test test-all lint bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[bench]"

@@ -72,7 +72,8 @@ def train_comparison(backbone: str, sizes: tuple[int, int, float], workdir: Path
     ours, trl = runs["rewardkit"], runs["trl"]
     tokens = train_tokens(backbone, train_file)
     return {"backbone": backbone, "train_tokens": tokens,
-            "rewardkit_tokens_per_s": tokens / ours["seconds"], "trl_tokens_per_s": tokens / trl["seconds"], "train_pairs": ours["pairs"], "trl_train_pairs": trl["pairs"], "eval_pairs": n_eval,
+            "rewardkit_tokens_per_s": tokens / ours["seconds"], "trl_tokens_per_s": tokens / trl["seconds"],
+            "train_pairs": ours["pairs"], "trl_train_pairs": trl["pairs"], "eval_pairs": n_eval,
             "rewardkit_pairs_per_s": ours["pairs_per_s"], "trl_pairs_per_s": trl["pairs_per_s"],
             "speedup": ours["pairs_per_s"] / trl["pairs_per_s"], "rewardkit_accuracy": ours["accuracy"],
             "trl_accuracy": trl["accuracy"], "rewardkit_peak_rss_mb": ours["peak_rss_mb"],
@@ -84,7 +85,8 @@ def train_tokens(backbone: str, train_file: Path) -> int:
     systems, so tokens/s compares like with like."""
     tokenizer, spec = backbone_tokenizer_and_spec(backbone, max_length=MAX_LENGTH)
     pairs = load_preferences(str(train_file)).pairs
-    return sum(len(e.input_ids) for p in pairs for e in spec.encode_batch(tokenizer, [p.prompt] * 2, [p.chosen, p.rejected]))
+    return sum(len(e.input_ids) for p in pairs
+               for e in spec.encode_batch(tokenizer, [p.prompt] * 2, [p.chosen, p.rejected]))
 
 
 def describe_machine() -> str:
@@ -121,7 +123,8 @@ def print_table(results: dict) -> None:
     table.add_row("score seq/s", "", f"padded batches of 32 {score['padded32_seqs_per_s']:.1f}",
                   f"{score['speedup_vs_padded32']:.2f}x")
     table.add_row("score model TFLOP/s", f"{score['model_tflops']:.3f}",
-                  f"matmul peak fp32 {score['matmul_peak_tflops']['fp32']:.3f} / bf16 {score['matmul_peak_tflops']['bf16']:.3f}", "")
+                  f"matmul peak fp32 {score['matmul_peak_tflops']['fp32']:.3f} / "
+                  f"bf16 {score['matmul_peak_tflops']['bf16']:.3f}", "")
     table.add_row(f"best-of-{bon['n']} ({bon['backbone']}) s", f"{bon['shared_seconds']:.1f}",
                   f"independent {bon['independent_seconds']:.1f}", f"{bon['speedup']:.2f}x")
     Console().print(table)

@@ -40,7 +40,8 @@ def model_flops(rm: RewardModel, lengths: list[int]) -> float:
 @torch.no_grad()
 def one_at_a_time(rm: RewardModel, prompts, responses) -> list[float]:
     """The seed's loop: tokenize and score one text at a time."""
-    return [rm.score_encoded([rm.spec.encode(rm.tokenizer, p, r)], batch_size=1)[0] for p, r in zip(prompts, responses)]
+    return [rm.score_encoded([rm.spec.encode(rm.tokenizer, p, r)], batch_size=1)[0]
+            for p, r in zip(prompts, responses, strict=True)]
 
 
 @torch.no_grad()
@@ -48,7 +49,8 @@ def padded_batches(rm: RewardModel, prompts, responses, batch_size: int = 32) ->
     """Fixed batches of 32 in input order, each padded to its longest row."""
     rewards = []
     for start in range(0, len(prompts), batch_size):
-        encoded = rm.spec.encode_batch(rm.tokenizer, prompts[start : start + batch_size], responses[start : start + batch_size])
+        window = slice(start, start + batch_size)
+        encoded = rm.spec.encode_batch(rm.tokenizer, prompts[window], responses[window])
         rewards += rm(**rm.collate(encoded)).tolist()
     return rewards
 
@@ -76,8 +78,8 @@ def scoring_benchmark(pairs, n_responses: int) -> dict:
         "speedup_vs_naive": naive_s / ours_s, "speedup_vs_padded32": padded_s / ours_s,
         "model_tflops": achieved, "matmul_peak_tflops": peaks,
         "fraction_of_bf16_peak": achieved / peaks["bf16"], "fraction_of_fp32_peak": achieved / peaks["fp32"],
-        "max_abs_diff_vs_naive": max(abs(a - b) for a, b in zip(ours, naive)),
-        "max_abs_diff_vs_padded32": max(abs(a - b) for a, b in zip(ours, padded)),
+        "max_abs_diff_vs_naive": max(abs(a - b) for a, b in zip(ours, naive, strict=True)),
+        "max_abs_diff_vs_padded32": max(abs(a - b) for a, b in zip(ours, padded, strict=True)),
     }
 
 
@@ -89,7 +91,8 @@ def best_of_n_benchmark(pairs, n_prompts: int) -> dict:
     candidates = [pool[i * BON_N : (i + 1) * BON_N] for i in range(n_prompts)]
     shared, shared_s = timed(rm.score_candidates, prompts, candidates)
     alone, alone_s = timed(rm.score_candidates, prompts, candidates, share_prefix=False)
-    pairs_scored = [(a, b) for g, h in zip(shared, alone) for a, b in zip(g, h) if math.isfinite(a)]
+    pairs_scored = [(a, b) for g, h in zip(shared, alone, strict=True) for a, b in zip(g, h, strict=True)
+                    if math.isfinite(a)]
     return {"backbone": BON_BACKBONE, "prompts": n_prompts, "n": BON_N, "shared_seconds": shared_s,
             "independent_seconds": alone_s, "speedup": alone_s / shared_s,
             "max_abs_diff": max(abs(a - b) for a, b in pairs_scored)}

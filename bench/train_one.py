@@ -70,8 +70,10 @@ def run_trl(args) -> dict:
         output_dir=str(Path(args.workdir) / "trl"), per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=32, num_train_epochs=1, learning_rate=args.lr, lr_scheduler_type="cosine",
         warmup_steps=WARMUP, max_grad_norm=1.0, weight_decay=0.0, max_length=args.max_length, seed=SEED,
-        eos_token=rm.tokenizer.eos_token or rm.tokenizer.sep_token, report_to=[], save_strategy="no", eval_strategy="no", logging_steps=10**6, disable_dropout=True,
-        gradient_checkpointing=args.gradient_checkpointing, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        eos_token=rm.tokenizer.eos_token or rm.tokenizer.sep_token, report_to=[], save_strategy="no",
+        eval_strategy="no", logging_steps=10**6, disable_dropout=True,
+        gradient_checkpointing=args.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(), dataloader_num_workers=0,
     )
     trainer = RewardTrainer(model=rm.model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                             processing_class=rm.tokenizer)

@@ -6,16 +6,26 @@ through the same path a real hub model takes.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import string
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
+import uvicorn
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from rewardkit.data.records import PreferencePair
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.spec import Normalization
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -67,8 +77,6 @@ def bert_dir(tmp_path_factory) -> Path:
 
 def toy_pairs(n: int, seed: int = 0) -> list[PreferencePair]:
     """Learnable pairs: the chosen reply says 'good', the rejected one 'bad'; prompts are distinct."""
-    import random
-
     rng = random.Random(seed)
     pairs = []
     for i in range(n):
@@ -89,18 +97,6 @@ def toy_data(tmp_path) -> Path:
 
 
 # ---- the scoring service: helpers shared by test_serve.py and test_client.py ----------------------------------
-import asyncio  # noqa: E402  (imports of this appended section)
-import threading  # noqa: E402
-import time  # noqa: E402
-from contextlib import asynccontextmanager, contextmanager  # noqa: E402
-from typing import Iterator  # noqa: E402
-
-import httpx  # noqa: E402
-import uvicorn  # noqa: E402
-
-from rewardkit.models.reward_model import RewardModel  # noqa: E402
-from rewardkit.models.spec import Normalization  # noqa: E402
-
 KEY = "test-key"
 PROMPTS = ["Is tea good?", "Name a colour.", "What is rain?"]
 RESPONSES = ["yes, tea is a good helpful drink", "red", "water falling from clouds"]

@@ -23,17 +23,21 @@ class LoraConfig(Strict):
     alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="Modules that get adapters.")
-    quantize_4bit: bool = Field(False, description="QLoRA: load the frozen backbone in 4-bit (needs bitsandbytes, CUDA).")
+    quantize_4bit: bool = Field(
+        False, description="QLoRA: load the frozen backbone in 4-bit (needs bitsandbytes, CUDA).")
 
 
 class ModelConfig(Strict):
-    backbone: str = Field("minilm-l6", description="Built-in name (minilm-l6, smollm2-135m), hub id, directory or .gguf.")
+    backbone: str = Field(
+        "minilm-l6", description="Built-in name (minilm-l6, smollm2-135m), hub id, directory or .gguf.")
     max_length: int = Field(512, gt=8, description="Tokens per pair; the prompt is cut from the left to fit.")
     format: Literal["auto", "chat_template", "plain"] = "auto"
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
-    disable_dropout: bool = Field(True, description="Zero the backbone's dropout (the usual choice for reward models).")
-    lora: LoraConfig | None = Field(None, description="Train LoRA adapters (plus the score head) instead of all weights.")
+    disable_dropout: bool = Field(
+        True, description="Zero the backbone's dropout (the usual choice for reward models).")
+    lora: LoraConfig | None = Field(
+        None, description="Train LoRA adapters (plus the score head) instead of all weights.")
 
 
 class SourceConfig(Strict):
@@ -51,7 +55,8 @@ class SourceConfig(Strict):
 
 class DataConfig(Strict):
     train: list[SourceConfig] = Field(min_length=1)
-    eval: list[SourceConfig] = Field(default_factory=list, description="Held-out sources; empty: split train by prompt.")
+    eval: list[SourceConfig] = Field(
+        default_factory=list, description="Held-out sources; empty: split train by prompt.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts held out when `eval` is empty.")
     max_pairs_per_prompt: int | None = Field(None, gt=0)
     on_bad_record: Literal["error", "skip"] = "error"
@@ -114,12 +119,15 @@ class TrainLoopConfig(Strict):
     epochs: float = Field(1.0, gt=0, description="Passes over the training pairs (fractions allowed).")
     batch_size: int = Field(8, gt=0, description="Pairs per optimizer step, across all processes.")
     gradient_accumulation_steps: int = Field(1, gt=0)
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where the hardware has it.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast where the hardware has it (REWARDKIT_AUTO_PRECISION=bf16|fp32 "
+                            "forces what auto means).")
     use_margin: bool = Field(False, description="Use each pair's `margin` in the loss.")
     center_rewards_coefficient: float = Field(0.0, ge=0)
     log_every: int = Field(10, gt=0)
     eval_every: int | None = Field(None, gt=0, description="Evaluate every N optimizer steps (and always at the end).")
-    early_stopping_patience: int | None = Field(None, gt=0, description="Stop after N evaluations without improvement.")
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="Stop after N evaluations without improvement.")
     save_every: int | None = Field(None, gt=0, description="Write a resumable checkpoint every N optimizer steps.")
     keep_checkpoints: int = Field(2, gt=0)
     resume: str | None = Field(None, description="'latest' or a checkpoint directory.")

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import write_jsonl
 from rewardkit.cli.app import app
+from rewardkit.errors import TrainingError
 
 runner = CliRunner()
 
@@ -28,7 +29,8 @@ def test_train_then_score_then_audit(llama_dir, toy_data, tmp_path):
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["epochs"] == 2
 
     write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q?", "response": "a good helpful answer"}])
-    result = runner.invoke(app, ["score", "--model", str(tmp_path / "run" / "model"), "--input", str(tmp_path / "in.jsonl"),
+    result = runner.invoke(app, ["score", "--model", str(tmp_path / "run" / "model"),
+                                 "--input", str(tmp_path / "in.jsonl"),
                                  "--output", str(tmp_path / "out.jsonl"), "--normalize"])
     assert result.exit_code == 0, result.output
     scored = json.loads((tmp_path / "out.jsonl").read_text())
@@ -45,7 +47,7 @@ def test_prepare_splits_by_prompt(toy_data, tmp_path):
     result = runner.invoke(app, ["data", "prepare", str(toy_data), "--output-dir", str(tmp_path / "out"),
                                  "--eval-fraction", "0.25"])
     assert result.exit_code == 0, result.output
-    read = lambda name: [json.loads(l) for l in (tmp_path / "out" / name).read_text().splitlines()]  # noqa: E731
+    read = lambda name: [json.loads(line) for line in (tmp_path / "out" / name).read_text().splitlines()]  # noqa: E731
     train, held_out = read("train.jsonl"), read("eval.jsonl")
     assert len(train) + len(held_out) == 48 and held_out
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in held_out}
@@ -57,9 +59,31 @@ def test_bad_input_is_one_clear_line(tmp_path):
     result = runner.invoke(app, ["data", "audit", str(bad)])
     assert result.exit_code == 1
     assert "bad.jsonl:1" in result.output and "rejected" in result.output and "Traceback" not in result.output
-    result = runner.invoke(app, ["score", "--model", str(tmp_path), "--input", str(bad), "--output", str(tmp_path / "o")])
+    result = runner.invoke(app, ["score", "--model", str(tmp_path), "--input", str(bad),
+                                 "--output", str(tmp_path / "o")])
     assert result.exit_code == 1 and "not a rewardkit model" in result.output
 
+
+
+def test_a_bug_keeps_its_traceback_and_only_rewardkit_errors_become_one_line(toy_data, tmp_path, monkeypatch):
+    """The CLI's error boundary is RewardkitError: an internal ValueError is not dressed up as a user error."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"train": [{"path": str(toy_data)}]}}))
+
+    def broken(config, output_dir):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr("rewardkit.cli.train.train_model", broken)
+    result = runner.invoke(app, ["train", "--config", str(config), "--output-dir", str(tmp_path / "run")])
+    assert isinstance(result.exception, ValueError) and "error:" not in result.output
+
+    def refused(config, output_dir):
+        raise TrainingError("loss became nan at step 1")
+
+    monkeypatch.setattr("rewardkit.cli.train.train_model", refused)
+    result = runner.invoke(app, ["train", "--config", str(config), "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "error: loss became nan at step 1" in result.output
+    assert isinstance(result.exception, SystemExit)
 
 def test_ensemble_training_and_weighted_scoring_from_the_command_line(llama_dir, toy_data, tmp_path):
     config = {

@@ -8,7 +8,8 @@ import typer
 
 from rewardkit.cli import data, evaluate, score, serve, train
 
-app = typer.Typer(help="Reward modeling for LLM alignment: preference data in, reward model out.", no_args_is_help=True)
+app = typer.Typer(help="Reward modeling for LLM alignment: preference data in, reward model out.",
+                  no_args_is_help=True)
 data_app = typer.Typer(help="Inspect and prepare preference data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.command()(train.train)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,7 +12,8 @@ from transformers.utils import logging
 from rewardkit.errors import RewardkitError
 
 console = Console()
-Overrides = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config field: key=value (repeatable).")]
+Overrides = Annotated[list[str] | None,
+                      typer.Option("--set", help="Override a config field: key=value (repeatable).")]
 
 
 def user_errors(command):

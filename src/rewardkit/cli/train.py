@@ -47,7 +47,8 @@ def run_training(config, output_dir: Path) -> None:
     precision = "bf16 autocast" if summary["precision"] == "bf16" else "fp32"
     unit = summary["task"]
     members = f"{summary['ensemble']} members, " if summary.get("ensemble") else ""
-    console.print(f"trained {members}on {summary['trained_examples']} {unit} ({summary['dropped_too_long']['train']} dropped: "
+    dropped = summary["dropped_too_long"]["train"]
+    console.print(f"trained {members}on {summary['trained_examples']} {unit} ({dropped} dropped: "
                   f"too long for max_length) in {summary['train_seconds']} s: {summary['examples_per_s']} {unit}/s, "
                   f"{precision}")
     if result.metrics and "overall" not in result.metrics:  # label tasks: ratings, verifiers, steps
@@ -59,6 +60,7 @@ def run_training(config, output_dir: Path) -> None:
             found = result.metrics["ensemble"]
             members = ", ".join(f"{a:.4f}" for a in found["member_accuracy"])
             console.print(f"members' accuracy: {members}; accuracy on the most / least certain quarter: "
-                          f"{found['by_uncertainty']['most_certain']:.4f} / {found['by_uncertainty']['least_certain']:.4f}")
+                          f"{found['by_uncertainty']['most_certain']:.4f} / "
+                          f"{found['by_uncertainty']['least_certain']:.4f}")
         console.print(f"metrics: {output_dir / 'metrics.json'}")
     console.print(f"model:   {result.model_dir}")
