@@ -110,6 +110,33 @@ def test_subset_argument_overrides_record_subset(tmp_path):
     assert [pair.subset for pair in load_preferences(path, subset="src").pairs] == ["src", "src"]
 
 
+def test_subset_field_reads_each_record_subset_from_that_field(tmp_path):
+    records = [{**PAIR, "subset": "math", "topic": "algebra"}, {**PAIR, "topic": 7}, {**PAIR, "subset": "chat"}]
+    path = write(tmp_path / "prefs.jsonl", jsonl(records + [{**PAIR, "topic": ["a"]}]))
+    loaded = load_preferences(path, subset_field="topic", on_bad_record="skip")
+    assert [pair.subset for pair in loaded.pairs] == ["algebra", "7", None]
+    assert [str(s) for s in loaded.skipped] == [
+        f"{path}:4: field 'topic': expected a string or an integer, got list"]
+    with pytest.raises(DataError, match=r"prefs.jsonl:4: field 'topic': expected a string or an integer"):
+        load_preferences(path, subset_field="topic")
+
+
+RB2 = {"id": "7", "subset": "Math", "prompt": "2+2?", "chosen": ["4", "four"], "rejected": ["5", "22", "3"]}
+
+
+def test_rewardbench2_prompts_are_detected_and_give_every_chosen_x_rejected_pair(tmp_path):
+    path = write(tmp_path / "rb2.jsonl", jsonl([RB2, {**RB2, "id": "8", "chosen": [" "]}, {**RB2, "id": 9}]))
+    loaded = load_preferences(path, on_bad_record="skip")
+    assert [(group.id, group.subset, group.chosen) for group in loaded.groups] == [
+        ("7", "Math", ["4", "four"]), ("9", "Math", ["4", "four"])]
+    assert [pair.id for pair in loaded.pairs[:4]] == ["7/c0-r0", "7/c0-r1", "7/c0-r2", "7/c1-r0"]
+    assert len(loaded.pairs) == 12 and {pair.subset for pair in loaded.pairs} == {"Math"}
+    assert [str(s) for s in loaded.skipped] == [f"{path}:2: field 'chosen': every completion must be non-blank text"]
+    named = load_preferences(path, format="rewardbench2", on_bad_record="skip", subset_field="id")
+    assert [group.subset for group in named.groups] == ["7", "9"] and named.pairs[-1].subset == "9"
+    assert load_preferences(write(tmp_path / "pairs.jsonl", jsonl([PAIR]))).groups == []
+
+
 def test_read_records_yields_raw_records_with_locations(tmp_path):
     path = write(tmp_path / "score.jsonl", jsonl([{"prompt": "p", "response": "r"}]) + "{oops\n")
     records = read_records(path)

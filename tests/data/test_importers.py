@@ -184,7 +184,8 @@ def test_auto_detection_matches_the_explicit_format(tmp_path, record, format):
 
 
 def test_undetectable_record_names_its_fields(tmp_path):
-    with pytest.raises(DataError, match=r"tiny.jsonl:1: cannot detect the format from fields \['answer', 'question'\]"):
+    with pytest.raises(DataError, match=r"tiny.jsonl:1: cannot detect the format from fields "
+                                        r"\['answer', 'question'\]"):
         load(tmp_path, [{"question": "q", "answer": "a"}])
 
 

@@ -32,7 +32,8 @@ def assistant(content):
 
 def test_ranking_format_keeps_order_and_makes_texts_one_kind(tmp_path):
     path = write(tmp_path, [{"prompt": "Q", "responses": ["best", "mid", "worst"], "weight": 2},
-                            {"messages": [user("Hi")], "responses": ["Hey", [assistant("Go away")]], "subset": "chat"}])
+                            {"messages": [user("Hi")], "responses": ["Hey", [assistant("Go away")]],
+                             "subset": "chat"}])
     first, second = load_rankings(path).records
     assert first == Ranking("Q", ["best", "mid", "worst"], id="tiny-0", weight=2.0)
     assert second.responses == [[assistant("Hey")], [assistant("Go away")]] and second.subset == "chat"
@@ -71,7 +72,8 @@ def test_ranking_errors_name_the_line_and_field(tmp_path):
 # -------------------------------------------------------------------------------------------------- ratings
 
 TEMPLATE = ("###Task Description:\nGrade it.\n\n###The instruction to evaluate:\nUser: Hi\n\nAssistant: \n\n"
-            "###Response to evaluate:\n Hello there! \n\n###Reference Answer (Score 5):\nHello.\n\n###Score Rubrics:\n")
+            "###Response to evaluate:\n Hello there! \n\n###Reference Answer (Score 5):\nHello.\n\n"
+            "###Score Rubrics:\n")
 
 
 def prometheus(**fields):
@@ -103,7 +105,7 @@ def gsm8k_record(correct=(False, True, False, True)):
     solutions = ["2 + 2 = 5\nA: 5", "2 + 2 = <<2+2=4>>4\nA:  4 ", "no final answer", "A: 3\nso\nA: 4"]
     keys = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
     return {"question": "2+2?", "ground_truth": "A: 4",
-            **{key: {"is_correct": c, "solution": s} for key, c, s in zip(keys, correct, solutions)}}
+            **{key: {"is_correct": c, "solution": s} for key, c, s in zip(keys, correct, solutions, strict=True)}}
 
 
 def test_gsm8k_solutions_are_four_rated_responses_of_one_group(tmp_path):

@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 
 from conftest import toy_pairs, write_jsonl
 from rewardkit.cli.app import app
-from rewardkit.data.records import PreferencePair
-from rewardkit.data.rewardbench2 import BestOfGroup
+from rewardkit.data.records import BestOfGroup, PreferencePair
 from rewardkit.evaluation.inputs import load_eval_data
 from rewardkit.evaluation.preference import evaluate_pairs
 from rewardkit.evaluation.run import PREDICTION_KEYS, model_names
@@ -188,7 +187,7 @@ def group(id: str, subset: str, chosen: list[float], rejected: list[float]) -> t
     """A best-of-n prompt whose completions are named by index, with their rewards."""
     texts = [f"{id} answer {i}" for i in range(len(chosen) + len(rejected))]
     prompt_group = BestOfGroup(id, subset, f"prompt {id}", texts[: len(chosen)], texts[len(chosen) :])
-    return prompt_group, dict(zip(texts, chosen + rejected))
+    return prompt_group, dict(zip(texts, chosen + rejected, strict=True))
 
 
 def test_rewardbench2_scores_on_hand_built_prompts():

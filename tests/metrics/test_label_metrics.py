@@ -55,7 +55,8 @@ BEST_OF_N_GROUPS = [
     [(0.3, False, None), (0.2, False, None)],
     # top score is the None-answer candidate (wrong) -> 0; None has 3 "votes" but never wins, "y" (2) does -> 1;
     # random 2/6, oracle 1
-    [(0.5, False, "x"), (0.4, True, "y"), (0.3, True, "y"), (0.6, False, None), (0.1, False, None), (0.2, False, None)],
+    [(0.5, False, "x"), (0.4, True, "y"), (0.3, True, "y"),
+     (0.6, False, None), (0.1, False, None), (0.2, False, None)],
 ]
 
 

@@ -6,15 +6,23 @@ import math
 import numpy as np
 import pytest
 
+from rewardkit.data.records import BestOfGroup
+from rewardkit.errors import DataError
 from rewardkit.metrics.preference import (
     bootstrap_mean_ci,
+    comparison_metrics,
     expected_calibration_error,
     fit_temperature,
     paired_bootstrap_difference,
     preference_metrics,
     sigmoid,
 )
-from rewardkit.metrics.rewardbench import rewardbench2_accuracy, rewardbench2_ties_score, rewardbench_scores
+from rewardkit.metrics.rewardbench import (
+    rewardbench2_accuracy,
+    rewardbench2_summary,
+    rewardbench2_ties_score,
+    rewardbench_scores,
+)
 
 
 def logit(p: float) -> float:
@@ -200,6 +208,24 @@ def test_rewardbench2_ties_score_follows_upstream_formula():
     result = rewardbench2_ties_score(ref, tied)
     assert result["score"] == pytest.approx(expected)
     assert result["correctness_preferred_hard"] == 0.5
+
+
+def test_rewardbench2_ties_need_both_versions_of_a_prompt():
+    groups = [BestOfGroup("ref:1", "Ties", "q", ["a"], ["b"]), BestOfGroup("tied:2", "Ties", "q", ["a", "c"], ["b"])]
+    with pytest.raises(DataError, match="no Ties prompt has both its 'ref:N' and its 'tied:N' version scored"):
+        rewardbench2_summary(groups, lambda group, text: {"a": 2.0, "b": 1.0, "c": 1.5}[text])
+
+
+def test_comparison_metrics_reads_scored_pairs_as_preference_metrics_does():
+    rng = np.random.default_rng(0)
+    chosen, rejected = rng.normal(size=30), rng.normal(size=30)
+    subsets, lengths = ["a", "b", None] * 10, rng.integers(1, 50, size=(2, 30))
+    rows = zip(chosen, rejected, subsets, *lengths, strict=True)
+    scored = [{"reward_chosen": c, "reward_rejected": r, "subset": s, "chosen_length": lc, "rejected_length": lr,
+               "id": f"p{i}"} for i, (c, r, s, lc, lr) in enumerate(rows)]
+    expected = preference_metrics(chosen, rejected, subsets=subsets, chosen_lengths=lengths[0],
+                                  rejected_lengths=lengths[1], bootstrap=200, seed=3)
+    assert comparison_metrics(scored, bootstrap=200, seed=3) == expected
 
 
 def test_paired_bootstrap_difference_sign_and_interval():

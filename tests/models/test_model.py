@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification
 
 from rewardkit.errors import ModelError
 from rewardkit.models.backbones import resolve_backbone
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, to_device
 
 
 @pytest.fixture(params=["llama", "bert"])
@@ -85,7 +85,8 @@ def test_identical_pairs_are_computed_once(saved_model, monkeypatch):
     rm, _ = saved_model
     rows = []
     forward = type(rm).forward
-    monkeypatch.setattr(type(rm), "forward", lambda self, **batch: rows.append(len(batch["input_ids"])) or forward(self, **batch))
+    monkeypatch.setattr(type(rm), "forward",
+                        lambda self, **batch: rows.append(len(batch["input_ids"])) or forward(self, **batch))
     rewards = rm.score(["q", "q", "other", "q"], ["a", "a", "a", "b"])
     assert sum(rows) == 3
     assert rewards[0] == rewards[1] and rewards[0] != rewards[3]
@@ -104,3 +105,10 @@ def test_encoders_without_token_types_get_none(tmp_path):
     rm = RewardModel.from_backbone(str(tmp_path), max_length=32)
     assert rm.spec.token_type_ids is False
     assert math.isfinite(rm.score(["q"], ["a"])[0])
+
+
+def test_to_device_moves_every_tensor_of_a_batch():
+    batch = {"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3, dtype=torch.bool)}
+    moved = to_device(batch, "meta")
+    assert list(moved) == list(batch) and all(tensor.is_meta for tensor in moved.values())
+    assert moved["attention_mask"].dtype == torch.bool

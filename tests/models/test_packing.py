@@ -34,7 +34,8 @@ def test_identical_sequences_keep_a_scored_token_each():
 
 
 def test_padding_rows_attend_only_to_themselves():
-    batch = collate_packed([pack_sequences([[1, 2], [1, 3]]), pack_sequences([[1, 2, 3, 4, 5], [1, 6]])], pad_token_id=0)
+    rows = [pack_sequences([[1, 2], [1, 3]]), pack_sequences([[1, 2, 3, 4, 5], [1, 6]])]
+    batch = collate_packed(rows, pad_token_id=0)
     mask = batch["attention_mask"][0, 0]
     assert mask[3].tolist() == [False, False, False, True, False, False]
     assert mask.any(-1).all(), "no empty softmax row"

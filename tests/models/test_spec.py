@@ -82,7 +82,8 @@ def test_same_score_alone_padded_left_right_and_in_a_mixed_batch(llama_rm):
 
 def test_eos_in_the_middle_still_scores_the_last_real_token(llama_rm):
     """ChatML ends every turn with EOS; the scored token is the last real one, read from the mask."""
-    prompt = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "and?"}]
+    prompt = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
+              {"role": "user", "content": "and?"}]
     encoded = llama_rm.spec.encode(llama_rm.tokenizer, prompt, "fine")
     eos = llama_rm.tokenizer.eos_token_id
     assert encoded.input_ids.count(eos) == 4 and encoded.input_ids[-1] != eos

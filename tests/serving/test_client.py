@@ -94,7 +94,7 @@ def test_clients_against_the_real_service(llama_dir, tmp_path):
     """The sync client over loopback with auth; the async one in-process; both equal offline scores."""
     rm = RewardModel.from_pretrained(save_tiny_model(llama_dir, tmp_path, 0, Normalization(mean=1, std=2, n=5)))
     conversations = [[{"role": "user", "content": p}, {"role": "assistant", "content": r}]
-                     for p, r in zip(PROMPTS, RESPONSES)]
+                     for p, r in zip(PROMPTS, RESPONSES, strict=True)]
     app = create_app({"llama": rm}, ServeConfig(api_key=KEY))
     with running_server(app) as (url, _), RewardClient(url, api_key=KEY) as client:
         assert client.score(PROMPTS, RESPONSES) == pytest.approx(rm.score(PROMPTS, RESPONSES), abs=1e-5)

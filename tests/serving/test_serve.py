@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from conftest import KEY, PROMPTS, RESPONSES, asgi_client, running_server, save_tiny_model
 from rewardkit.cli.app import app as cli_app
-from rewardkit.models.ensemble import combine_rewards
+from rewardkit.errors import ModelError
+from rewardkit.models.ensemble import RewardEnsemble, combine_rewards, save_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
 from rewardkit.serving.app import RewardRequest, ServeConfig, ServeError, create_app, drain, load_models, split_queries
@@ -51,11 +52,26 @@ def run(coroutine):
 
 
 @pytest.fixture(scope="module")
-def served(models) -> str:
-    """A real server with auth on, two models and an ensemble of them."""
-    config = ServeConfig(api_key=KEY, max_wait_ms=50, ensemble_mode="mean-minus-std")
+def ensemble(models) -> RewardEnsemble:
+    return RewardEnsemble([models["llama"], models["bert"]], mode="mean-minus-std", std_weight=2.0)
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(llama_dir, bert_dir, tmp_path_factory) -> Path:
+    """A saved ensemble of two members whose manifest says mean - 2 * std."""
+    root = tmp_path_factory.mktemp("saved-ensemble")
+    members = [save_tiny_model(llama_dir, root / "a", 3, Normalization(mean=0.2, std=0.3, n=10)),
+               save_tiny_model(bert_dir, root / "b", 4, Normalization(mean=-0.1, std=1.5, n=10))]
+    save_ensemble(root / "ensemble", members, mode="mean-minus-std", std_weight=2.0)
+    return root / "ensemble"
+
+
+@pytest.fixture(scope="module")
+def served(models, ensemble) -> str:
+    """A real server with auth on, two models and an ensemble of them (mean - 2 * std)."""
+    config = ServeConfig(api_key=KEY, max_wait_ms=50)
     app = create_app({"llama": models["llama"], "bert": models["bert"], "raw": models["raw"]}, config,
-                     {"both": [models["llama"], models["bert"]]})
+                     {"both": ensemble})
     with running_server(app) as (url, _):
         yield url
 
@@ -65,7 +81,7 @@ def score(url: str, body: dict, headers: dict = AUTH) -> httpx.Response:
 
 
 def pair_items(prompts, responses) -> list[dict]:
-    return [{"prompt": p, "response": r} for p, r in zip(prompts, responses)]
+    return [{"prompt": p, "response": r} for p, r in zip(prompts, responses, strict=True)]
 
 
 def batches_run(url: str, model: str) -> float:
@@ -107,7 +123,7 @@ def test_concurrent_single_item_requests_share_forward_passes(served, models):
     async def send_all():
         async with httpx.AsyncClient(base_url=served, headers=AUTH, timeout=60) as client:
             requests = [client.post("/v1/score", json={"items": pair_items([p], [r])})
-                        for p, r in zip(prompts, responses)]
+                        for p, r in zip(prompts, responses, strict=True)]
             return await asyncio.gather(*requests)
 
     replies = run(send_all())
@@ -119,12 +135,14 @@ def test_concurrent_single_item_requests_share_forward_passes(served, models):
 
 
 # ---- ensembles ---------------------------------------------------------------------------------------------------
-def test_ensemble_combines_member_z_scores_and_reports_their_spread(served, models):
+def test_ensemble_combines_member_z_scores_with_its_own_mode_and_reports_their_spread(served, models, ensemble):
     result = score(served, {"model": "both", "items": pair_items(PROMPTS, RESPONSES)}).json()
+    offline = ensemble.score(PROMPTS, RESPONSES)
+    assert result["rewards"] == pytest.approx(offline.rewards, abs=1e-5)
+    assert result["uncertainty"] == pytest.approx(offline.uncertainty, abs=1e-5)
     z = [models[name].score(PROMPTS, RESPONSES, normalize=True) for name in ("llama", "bert")]
-    expected, spread = combine_rewards(z, "mean-minus-std")
-    assert result["rewards"] == pytest.approx(expected, abs=1e-5)
-    assert result["uncertainty"] == pytest.approx(spread, abs=1e-5)
+    by_hand = [(a + b) / 2 - 2.0 * abs(a - b) / 2 for a, b in zip(*z, strict=True)]  # mean - 2 * population std
+    assert result["rewards"] == pytest.approx(by_hand, abs=1e-5)
     assert result["normalized"] is True
 
 
@@ -133,17 +151,19 @@ def test_combine_rewards_modes_by_hand():
     assert combine_rewards(members, "mean") == ([2.0, -1.0], [1.0, 0.0])
     assert combine_rewards(members, "min")[0] == [1.0, -1.0]
     assert combine_rewards(members, "mean-minus-std")[0] == [1.0, -1.0]
+    assert combine_rewards(members, "mean-minus-std", 2.0)[0] == [0.0, -1.0]
+    assert [math.isnan(v) for v in combine_rewards([[1.0, math.nan], [3.0, 0.0]], "min")[0]] == [False, True]
 
 
-def test_ensemble_members_need_normalization(models):
-    with pytest.raises(ValueError, match="no normalization statistics"):
-        create_app({}, ServeConfig(), {"e": [models["llama"], models["raw"]]})
+def test_ensemble_members_need_normalization(model_dirs):
+    with pytest.raises(ModelError, match="each with normalization statistics"):
+        load_models([], [f"e={model_dirs['llama']},{model_dirs['raw']}"])
 
 
 # ---- OpenRLHF ------------------------------------------------------------------------------------------------------
 def test_get_reward_speaks_openrlhf(served, models):
     rm = models["llama"]
-    queries = [p + r for p, r in zip(PROMPTS, RESPONSES)]
+    queries = [p + r for p, r in zip(PROMPTS, RESPONSES, strict=True)]
     response = httpx.post(f"{served}/get_reward", json={"query": queries, "prompts": PROMPTS, "labels": ["a"] * 3},
                           headers=AUTH)
     assert response.status_code == 200, response.text
@@ -177,6 +197,7 @@ def test_health_models_and_metrics(served, models):
     assert by_id["llama"]["normalization"] == {"mean": 0.1, "std": 0.5, "n": 10}
     assert by_id["raw"]["normalization"] is None
     assert by_id["both"]["kind"] == "ensemble" and [m["id"] for m in by_id["both"]["members"]] == ["llama", "bert"]
+    assert (by_id["both"]["mode"], by_id["both"]["std_weight"]) == ("mean-minus-std", 2.0)
     metrics = httpx.get(f"{served}/metrics").text
     for name in ("rewardkit_requests_total", "rewardkit_batch_size_bucket", "rewardkit_queue_seconds_count",
                  "rewardkit_tokens_total", "rewardkit_forward_seconds_total", "rewardkit_ready 1.0"):
@@ -239,7 +260,7 @@ def test_each_error_gets_its_status_and_never_a_reward(models):
             return replies
 
     replies = run(send_all())
-    for (body, status, message), reply in zip(ERROR_CASES, replies):
+    for (body, status, message), reply in zip(ERROR_CASES, replies, strict=False):  # 3 more replies: below
         assert reply.status_code == status, (body, reply.text)
         assert message in json.dumps(reply.json()["detail"]) and "rewards" not in reply.json()
     assert replies[9].json()["items"] == [1]
@@ -382,8 +403,61 @@ def test_load_models_names_and_shares_directories(model_dirs):
     models, ensembles = load_models([str(model_dirs["llama"]), f"b={model_dirs['bert']}"],
                                     [f"e={model_dirs['llama']},{model_dirs['bert']}"])
     assert list(models) == ["llama", "b"] and list(ensembles) == ["e"]
-    assert ensembles["e"][0] is models["llama"], "a directory used twice is loaded once"
+    assert ensembles["e"].members[0] is models["llama"], "a directory used twice is loaded once"
+    assert (ensembles["e"].mode, ensembles["e"].std_weight) == ("mean", 1.0), "a list has no saved mode"
+    _, overridden = load_models([], [f"e={model_dirs['llama']},{model_dirs['bert']}"], ensemble_mode="min",
+                                std_weight=0.5)
+    assert (overridden["e"].mode, overridden["e"].std_weight) == ("min", 0.5)
     with pytest.raises(ValueError, match="at least two members"):
         load_models([], [f"e={model_dirs['llama']}"])
     with pytest.raises(ValueError, match="two models are named"):
         load_models([f"x={model_dirs['llama']}", f"x={model_dirs['bert']}"], [])
+
+
+def test_a_trained_ensemble_directory_serves_with_its_saved_mode_unless_overridden(ensemble_dir):
+    models, ensembles = load_models([f"a={ensemble_dir / 'member-0'}"], [f"e={ensemble_dir}"])
+    saved = ensembles["e"]
+    assert (saved.mode, saved.std_weight) == ("mean-minus-std", 2.0)
+    assert saved.members[0] is models["a"], "a member also served as a model is loaded once"
+    _, ensembles = load_models([], [f"e={ensemble_dir}"], ensemble_mode="mean", std_weight=0.5)
+    assert (ensembles["e"].mode, ensembles["e"].std_weight) == ("mean", 0.5)
+
+
+def test_ensemble_overrides_change_the_served_rewards(ensemble_dir):
+    """The same saved ensemble served as saved (mean - 2 * std) and with each override."""
+
+    async def served_rewards(**overrides) -> dict:
+        _, ensembles = load_models([], [f"e={ensemble_dir}"], **overrides)
+        async with asgi_client(create_app({}, ServeConfig(), ensembles)) as client:
+            listing = (await client.get("/v1/models")).json()["data"][0]
+            body = (await client.post("/v1/score", json={"items": pair_items(PROMPTS, RESPONSES)})).json()
+        return body | {"listed": (listing["mode"], listing["std_weight"])}
+
+    members = [RewardModel.from_pretrained(ensemble_dir / f"member-{i}") for i in range(2)]
+    z = [rm.score(PROMPTS, RESPONSES, normalize=True) for rm in members]
+    mean = [(a + b) / 2 for a, b in zip(*z, strict=True)]
+    std = [abs(a - b) / 2 for a, b in zip(*z, strict=True)]
+    assert min(std) > 1e-3, "the members disagree, so the modes differ"
+    expected = {
+        (): ([m - 2.0 * s for m, s in zip(mean, std, strict=True)], ("mean-minus-std", 2.0)),
+        (("std_weight", 0.5),): ([m - 0.5 * s for m, s in zip(mean, std, strict=True)], ("mean-minus-std", 0.5)),
+        (("ensemble_mode", "min"),): ([min(a, b) for a, b in zip(*z, strict=True)], ("min", 2.0)),
+    }
+    for overrides, (rewards, listed) in expected.items():
+        result = run(served_rewards(**dict(overrides)))
+        assert result["rewards"] == pytest.approx(rewards, abs=1e-5), overrides
+        assert result["uncertainty"] == pytest.approx(std, abs=1e-5)
+        assert result["listed"] == listed
+
+
+def test_cli_serve_passes_ensemble_overrides_and_refuses_bad_options(ensemble_dir, monkeypatch):
+    served = []
+    monkeypatch.setattr("rewardkit.cli.serve.quiet_transformers", lambda: None)
+    monkeypatch.setattr("rewardkit.cli.serve.run_server", lambda app, config: served.append(app))
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["serve", "--ensemble", f"e={ensemble_dir}", "--std-weight", "0.5"])
+    assert result.exit_code == 0, result.output
+    described = served[0].state.service.scorers["e"].describe()
+    assert (described["mode"], described["std_weight"]) == ("mean-minus-std", 0.5)
+    refused = runner.invoke(cli_app, ["serve", "--ensemble", f"e={ensemble_dir}", "--ensemble-mode", "max"])
+    assert refused.exit_code == 1 and "--ensemble-mode" in refused.output and "Traceback" not in refused.output

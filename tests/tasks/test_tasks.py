@@ -52,7 +52,7 @@ def tie_gap(model_dir: Path) -> float:
     rm = RewardModel.from_pretrained(model_dir)
     prompts = [f"anything goes {w}" for w in WORDS]
     good, bad = rm.score(prompts, ["a good helpful answer 1"] * 5), rm.score(prompts, ["a bad rude answer 2"] * 5)
-    return sum(abs(a - b) for a, b in zip(good, bad)) / len(prompts)
+    return sum(abs(a - b) for a, b in zip(good, bad, strict=True)) / len(prompts)
 
 
 @pytest.mark.parametrize("loss", ["davidson", "rao_kupper"])
@@ -71,11 +71,13 @@ def test_annotated_ties_train_both_sides_alike(llama_dir, tmp_path, loss):
 
 def test_bradley_terry_leaves_kept_ties_out_of_training_but_in_the_evaluation(llama_dir, tmp_path):
     data = tie_data(tmp_path / "ties.jsonl")
-    tie_aware = train(load_config(None, ["data.train.0.ties=keep", "task.loss=davidson"], base=config(llama_dir, data, {})),
-                      tmp_path / "davidson", show_progress=False)
+    tie_aware_config = load_config(None, ["data.train.0.ties=keep", "task.loss=davidson"],
+                                   base=config(llama_dir, data, {}))
+    tie_aware = train(tie_aware_config, tmp_path / "davidson", show_progress=False)
     plain = train(load_config(None, ["data.train.0.ties=keep"], base=config(llama_dir, data, {})), tmp_path / "bt",
                   show_progress=False)
-    assert plain.summary["ties"]["train"] == 0 and plain.summary["ties"]["not_trained"] == tie_aware.summary["ties"]["train"]
+    assert plain.summary["ties"]["train"] == 0
+    assert plain.summary["ties"]["not_trained"] == tie_aware.summary["ties"]["train"]
     assert plain.metrics["ties"]["n"] == tie_aware.metrics["ties"]["n"] > 0, "the same held-out pairs"
     assert plain.metrics["overall"]["n"] == tie_aware.metrics["overall"]["n"]
     assert tie_aware.metrics["ties"]["mean_abs_difference_ties"] < plain.metrics["ties"]["mean_abs_difference_ties"]
@@ -118,7 +120,7 @@ def test_packed_rankings_give_the_rewards_of_separate_rows(llama_dir):
     rm = RewardModel.from_backbone(str(llama_dir), max_length=64).eval()
     records = ranking_records(3)
     rankings = [rm.spec.encode_batch(rm.tokenizer, [r["prompt"]] * k, r["responses"][:k])
-                for r, k in zip(records, (3, 2, 3))]
+                for r, k in zip(records, (3, 2, 3), strict=True)]
     with torch.no_grad():
         packed, mask = group_rewards(rm, rm, rankings, "cpu", share_prefix=True)
         separate, same_mask = group_rewards(rm, rm, rankings, "cpu", share_prefix=False)
@@ -221,7 +223,8 @@ def test_a_process_reward_model_finds_the_first_error(llama_dir, tmp_path):
     assert metrics["step_accuracy"] >= 0.8 and metrics["processbench"]["f1"] >= 0.6
     rm = RewardModel.from_pretrained(result.model_dir)
     assert rm.spec.task == "process" and rm.spec.step_separator == "<|step|>"
-    good, bad = rm.score_steps(["problem x"] * 2, [["step 0 is good", "step 1 is good"], ["step 0 is good", "step 1 is bad"]])
+    good, bad = rm.score_steps(["problem x"] * 2,
+                               [["step 0 is good", "step 1 is good"], ["step 0 is good", "step 1 is bad"]])
     assert len(good) == len(bad) == 2 and bad[1] < 0.5 < good[1]
     with pytest.raises(ValueError, match="score_steps"):
         rm.score(["q"], ["a"])
@@ -240,16 +243,24 @@ def test_process_models_need_a_decoder(bert_dir, tmp_path):
 
 
 # ---- ensembles ----------------------------------------------------------------------------------------------------
-def test_an_ensemble_trains_saves_scores_evaluates_and_serves(llama_dir, toy_data, tmp_path):
+@pytest.fixture(scope="module")
+def trained_ensemble(llama_dir, tmp_path_factory):
+    """Three members trained on resamples of the toy pairs: (train result, the toy data file)."""
+    root = tmp_path_factory.mktemp("ensemble")
+    toy_data = write_jsonl(root / "toy.jsonl", [p.to_dict() for p in toy_pairs(48)])
     cfg = load_config(None, ["train.ensemble=3"], base=config(llama_dir, toy_data, {}, epochs=2))
-    result = train(cfg, tmp_path / "ens", show_progress=False)
+    return train(cfg, root / "ens", show_progress=False), toy_data
+
+
+def test_an_ensemble_trains_saves_scores_evaluates_and_serves(trained_ensemble, tmp_path):
+    result, toy_data = trained_ensemble
     assert is_ensemble(result.model_dir) and len(result.summary["members"]) == 3
     by_uncertainty = result.metrics["ensemble"]["by_uncertainty"]
     assert sum(b["n"] for b in by_uncertainty["bins"]) == result.metrics["overall"]["n"]
     assert len(result.metrics["ensemble"]["member_accuracy"]) == 3
     ensemble = RewardEnsemble.from_pretrained(result.model_dir, mode="min")
     scored = ensemble.score(["q?", "r?"], ["a good helpful answer 1", "a bad rude answer 2"])
-    assert scored.rewards == [min(values) for values in zip(*scored.members)]
+    assert scored.rewards == [min(values) for values in zip(*scored.members, strict=True)]
     assert all(u >= 0 for u in scored.uncertainty)
     members = [json.loads((result.model_dir / m / "scoring_spec.json").read_text())["normalization"]
                for m in ("member-0", "member-1")]
@@ -257,14 +268,77 @@ def test_an_ensemble_trains_saves_scores_evaluates_and_serves(llama_dir, toy_dat
     [evaluated] = evaluate(EvalConfig(models=[result.model_dir], data=[str(toy_data)], out_dir=tmp_path / "eval",
                                       bootstrap=0, progress=False))
     assert "by_uncertainty" in evaluated.metrics["ensemble"]
-    [pessimistic] = evaluate(EvalConfig(models=[result.model_dir], data=[str(tmp_path / "ens" / "eval.jsonl")],
-                                        out_dir=tmp_path / "eval-min", bootstrap=0, progress=False, ensemble_mode="min"))
+    held_out = result.model_dir.parent / "eval.jsonl"
+    [pessimistic] = evaluate(EvalConfig(models=[result.model_dir], data=[str(held_out)], out_dir=tmp_path / "eval-min",
+                                        bootstrap=0, progress=False, ensemble_mode="min"))
     assert pessimistic.metrics["ensemble"]["mode"] == "min"
     assert pessimistic.metrics["overall"]["n"] == result.metrics["overall"]["n"], "eval.jsonl holds the held-out pairs"
     with pytest.raises(ValueError, match="unknown ensemble mode"):
         RewardEnsemble.from_pretrained(result.model_dir, mode="max")
     _, ensembles = load_models([], [f"ens={result.model_dir}"])
-    assert len(ensembles["ens"]) == 3
+    assert len(ensembles["ens"].members) == 3
+
+
+def test_eval_score_and_serve_combine_an_ensemble_alike(trained_ensemble, tmp_path):
+    """A trained ensemble whose manifest says mean - 2 * std: `RewardEnsemble.score`, `rewardkit eval`, `score_file`
+    and the service give the same rewards (and uncertainties), and the overrides change all of them alike."""
+    import asyncio
+    import shutil
+
+    from conftest import asgi_client
+    from rewardkit.scoring.files import score_file
+    from rewardkit.serving.app import ServeConfig, create_app
+
+    model_dir = tmp_path / "ensemble"
+    shutil.copytree(trained_ensemble[0].model_dir, model_dir)
+    manifest = json.loads((model_dir / "ensemble.json").read_text())
+    (model_dir / "ensemble.json").write_text(json.dumps(manifest | {"mode": "mean-minus-std", "std_weight": 2.0}))
+    pairs = toy_pairs(6, seed=1)
+    prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
+    items = [{"prompt": p, "response": r} for p, r in zip(prompts, responses, strict=True)]
+
+    def by_library(mode=None, std_weight=None) -> tuple[list[float], list[float]]:
+        scored = RewardEnsemble.from_pretrained(model_dir, mode=mode, std_weight=std_weight).score(prompts, responses)
+        return scored.rewards, scored.uncertainty
+
+    def by_score_file(mode=None, std_weight=None) -> tuple[list[float], list[float]]:
+        ensemble = RewardEnsemble.from_pretrained(model_dir, mode=mode, std_weight=std_weight)
+        score_file(ensemble, write_jsonl(tmp_path / "items.jsonl", items), tmp_path / "scored.jsonl")
+        scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+        return [r["reward"] for r in scored], [r["uncertainty"] for r in scored]
+
+    def by_service(mode=None, std_weight=None) -> tuple[list[float], list[float]]:
+        async def post() -> dict:
+            _, ensembles = load_models([], [f"ens={model_dir}"], ensemble_mode=mode, std_weight=std_weight)
+            async with asgi_client(create_app({}, ServeConfig(), ensembles)) as client:
+                return (await client.post("/v1/score", json={"items": items})).json()
+        body = asyncio.run(post())
+        return body["rewards"], body["uncertainty"]
+
+    def by_eval(mode=None, std_weight=None) -> tuple[list[float], None]:
+        data = write_jsonl(tmp_path / "pairs.jsonl", [p.to_dict() for p in pairs])
+        [evaluated] = evaluate(EvalConfig(models=[model_dir], data=[str(data)], out_dir=tmp_path / "eval", bootstrap=0,
+                                          progress=False, ensemble_mode=mode, std_weight=std_weight))
+        chosen = {p["id"]: p["reward_chosen"] for p in evaluated.predictions}
+        return [chosen[p.id] for p in pairs], None  # eval's uncertainty is the spread of the margins
+
+    members = [RewardModel.from_pretrained(model_dir / name).score(prompts, responses, normalize=True)
+               for name in manifest["members"]]
+    mean = [sum(values) / len(values) for values in zip(*members, strict=True)]
+    std = [(sum((v - m) ** 2 for v in values) / len(values)) ** 0.5
+           for values, m in zip(zip(*members, strict=True), mean, strict=True)]
+    assert min(std) > 1e-4, "the members disagree, so the combinations differ"
+    expected = {
+        (): [m - 2.0 * s for m, s in zip(mean, std, strict=True)],  # the manifest's combination
+        (None, 0.5): [m - 0.5 * s for m, s in zip(mean, std, strict=True)],
+        ("min",): [min(values) for values in zip(*members, strict=True)],
+    }
+    for overrides, rewards in expected.items():
+        for way in (by_library, by_score_file, by_service, by_eval):
+            got, uncertainty = way(*overrides)
+            assert got == pytest.approx(rewards, abs=1e-5), (way.__name__, overrides)
+            if uncertainty is not None:
+                assert uncertainty == pytest.approx(std, abs=1e-5), (way.__name__, overrides)
 
 
 def test_last_step_only_supervises_one_position_per_solution(llama_dir):

@@ -36,7 +36,7 @@ def data_audit(
         quiet_transformers()
         encoder = SpecEncoder(*load_spec_and_tokenizer(model, backbone, max_length))
     report = audit_preferences(loaded.pairs, encoder, votes=loaded.votes)
-    report["skipped"] = [f"{s.location}: {s.reason}" for s in loaded.skipped]
+    report["skipped"] = [str(s) for s in loaded.skipped]
     report["notes"] = loaded.notes
     console.print_json(json.dumps(report, ensure_ascii=False))
     if output:
@@ -65,8 +65,9 @@ def data_prepare(
     for file in files:
         loaded = load_preferences(file, format=format, on_bad_record=on_bad_record)
         pairs += loaded.pairs
-        skipped += [f"{s.location}: {s.reason}" for s in loaded.skipped]
-    split = prepare_preferences(pairs, eval_fraction=eval_fraction, max_pairs_per_prompt=max_pairs_per_prompt, seed=seed)
+        skipped += [str(s) for s in loaded.skipped]
+    split = prepare_preferences(pairs, eval_fraction=eval_fraction, max_pairs_per_prompt=max_pairs_per_prompt,
+                                seed=seed)
     save_preferences(split.train, output_dir / "train.jsonl")
     save_preferences(split.eval, output_dir / "eval.jsonl")
     write_json_atomic(output_dir / "prepare.json", {"stats": split.stats, "skipped": skipped})

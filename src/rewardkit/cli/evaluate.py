@@ -58,7 +58,7 @@ def print_eval_notes(config: EvalConfig, results: list[ModelResult]) -> None:
     skipped = results[0].metrics["skipped_records"]
     if skipped:
         console.print(f"skipped {skipped} bad records")
-    for directory, result in zip(config.models, results):
+    for directory, result in zip(config.models, results, strict=True):
         if result.metrics["dropped_too_long"]:
             console.print(f"{result.name}: {result.metrics['dropped_too_long']} pairs not scored "
                           "(a response is longer than the model's max_length)")

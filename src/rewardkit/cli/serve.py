@@ -7,10 +7,20 @@ from typing import Annotated
 
 import torch
 import typer
+from pydantic import ValidationError
 
 from rewardkit.cli.common import console, quiet_transformers, user_errors
 from rewardkit.errors import ConfigError
 from rewardkit.serving.app import ServeConfig, create_app, load_models, run_server
+
+
+def serve_config(options: dict) -> ServeConfig:
+    """The options given as a ServeConfig; a value it refuses is a ConfigError naming the option."""
+    try:
+        return ServeConfig(**options)
+    except ValidationError as err:
+        problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid serve options: {problems}") from None
 
 
 @user_errors
@@ -18,8 +28,12 @@ def serve(
     model: Annotated[list[str] | None, typer.Option(
         help="Model directory, or NAME=DIR (repeatable); the first is the default.")] = None,
     ensemble: Annotated[list[str] | None, typer.Option(
-        help="NAME=DIR1,DIR2,...: serve the members' combined z-scores (repeatable).")] = None,
-    ensemble_mode: Annotated[str | None, typer.Option(help="mean, min or mean-minus-std.")] = None,
+        help="NAME=DIR1,DIR2,... or NAME=ENSEMBLE_DIR: serve the members' combined z-scores (repeatable).")] = None,
+    ensemble_mode: Annotated[str | None, typer.Option(help=(
+        "Ensembles: mean, min or mean-minus-std (default: the mode saved with the ensemble; mean for a list)."
+    ))] = None,
+    std_weight: Annotated[float | None, typer.Option(
+        help="Ensembles: k in mean - k * std (default: the saved one; 1 for a list).")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to bind (loopback by default).")] = None,
     port: int | None = None,
     api_key_env: Annotated[str | None, typer.Option(
@@ -39,18 +53,20 @@ def serve(
 
     Options left out take the defaults of rewardkit.serving.app.ServeConfig.
     """
-    options = {"host": host, "port": port, "ensemble_mode": ensemble_mode, "max_batch_tokens": max_batch_tokens,
-               "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "max_items": max_items,
-               "max_request_tokens": max_request_tokens, "max_request_chars": max_request_chars}
+    options = {"host": host, "port": port, "ensemble_mode": ensemble_mode, "std_weight": std_weight,
+               "max_batch_tokens": max_batch_tokens, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
+               "max_items": max_items, "max_request_tokens": max_request_tokens,
+               "max_request_chars": max_request_chars}
     if api_key_env:
         if not os.environ.get(api_key_env):
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set")
         options["api_key"] = os.environ[api_key_env]
-    config = ServeConfig(**{k: v for k, v in options.items() if v is not None})
+    config = serve_config({k: v for k, v in options.items() if v is not None})
     if threads:
         torch.set_num_threads(threads)  # before any forward thread starts: each takes the count on first use
     quiet_transformers()
-    models, ensembles = load_models(model or [], ensemble or [], trust_remote_code=trust_remote_code)
+    models, ensembles = load_models(model or [], ensemble or [], ensemble_mode=config.ensemble_mode,
+                                    std_weight=config.std_weight, trust_remote_code=trust_remote_code)
     scoring_app = create_app(models, config, ensembles)
     console.print(f"serving {', '.join([*models, *ensembles])} on http://{config.host}:{config.port}"
                   f"{' (API key required)' if config.api_key else ''}")

@@ -52,7 +52,7 @@ def _token_audit(pairs: Sequence[PreferencePair], encoder: PairEncoder) -> dict:
         "dropped_pairs": sum(chosen is None or rejected is None for chosen, rejected in encoded),
         "identical_after_truncation": sum(
             chosen is not None and chosen == rejected and pair.chosen != pair.rejected
-            for pair, (chosen, rejected) in zip(pairs, encoded)
+            for pair, (chosen, rejected) in zip(pairs, encoded, strict=True)
         ),
     }
 
@@ -62,10 +62,11 @@ def fleiss_kappa(table: Sequence[Sequence[int]]) -> float:
     raters. ValueError when that does not hold, or when every vote falls in one category (kappa undefined)."""
     raters = {sum(row) for row in table}
     if len(raters) != 1 or min(raters) < 2:
-        raise ValueError(f"Fleiss' kappa needs items with the same number (at least 2) of raters, not {sorted(raters)}")
+        raise ValueError(f"Fleiss' kappa needs items with the same number (at least 2) of raters, "
+                         f"not {sorted(raters)}")
     (n,) = raters
     observed = sum(sum(count * (count - 1) for count in row) / (n * (n - 1)) for row in table) / len(table)
-    expected = sum((sum(column) / (n * len(table))) ** 2 for column in zip(*table))
+    expected = sum((sum(column) / (n * len(table))) ** 2 for column in zip(*table, strict=True))
     if expected == 1:
         raise ValueError("Fleiss' kappa is undefined when every vote falls in one category")
     return (observed - expected) / (1 - expected)
@@ -74,18 +75,18 @@ def fleiss_kappa(table: Sequence[Sequence[int]]) -> float:
 def _agreement_audit(items: Sequence[Sequence[int]]) -> dict:
     """Majority strength, ties, splits, mean agreement and Fleiss' kappa (categories 1, 2, 0) of voted items."""
     outcomes = [majority(votes) for votes in items]
-    shares = Counter((top, len(votes)) for votes, (_, top) in zip(items, outcomes))
+    shares = Counter((top, len(votes)) for votes, (_, top) in zip(items, outcomes, strict=True))
     try:
         kappa = fleiss_kappa([[votes.count(option) for option in (1, 2, 0)] for votes in items])
     except ValueError:
         kappa = None
     return {
         "items_with_votes": len(items),
-        "majority_strength": {f"{top}/{n}": count
-                              for (top, n), count in sorted(shares.items(), key=lambda item: -item[0][0] / item[0][1])},
+        "majority_strength": {f"{top}/{n}": count for (top, n), count in
+                              sorted(shares.items(), key=lambda item: -item[0][0] / item[0][1])},
         "tie_majority": sum(winner == 0 for winner, _ in outcomes),
         "no_majority": sum(winner is None for winner, _ in outcomes),
-        "mean_agreement": sum(top / len(votes) for votes, (_, top) in zip(items, outcomes)) / len(items),
+        "mean_agreement": sum(top / len(votes) for votes, (_, top) in zip(items, outcomes, strict=True)) / len(items),
         "fleiss_kappa": kappa,
     }
 

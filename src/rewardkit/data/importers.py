@@ -73,7 +73,8 @@ def _message(value: Any, field_name: str) -> Message:
     role = string_field(require_field(value, "role", field_name), f"{field_name}.role")
     if role not in ROLES:
         raise DataError(f"field '{field_name}.role': unknown role '{role}' (expected system, user or assistant)")
-    return {"role": role, "content": string_field(require_field(value, "content", field_name), f"{field_name}.content")}
+    content = string_field(require_field(value, "content", field_name), f"{field_name}.content")
+    return {"role": role, "content": content}
 
 
 def parse_messages(value: Any, field_name: str) -> list[Message]:
@@ -132,7 +133,8 @@ def optional_number(record: dict, name: str) -> float | None:
             pass
         else:
             if not math.isfinite(number) or (name == "weight" and number <= 0):
-                raise DataError(f"field '{name}': {value!r} is not a {'positive ' if name == 'weight' else ''}finite number")
+                kind = "positive finite" if name == "weight" else "finite"
+                raise DataError(f"field '{name}': {value!r} is not a {kind} number")
             return number
     raise wrong_type(name, "a number", value)
 
@@ -245,7 +247,8 @@ def _settle_tie(pair: PairRecord, notes: Counter, voting: Voting) -> list[PairRe
 Importer = Callable[[dict, str | None, Counter], list[PairRecord]]
 
 
-Detection = Sequence[tuple[set[str], str]]  # (fields that must all be present, format), first match wins
+# (fields that must all be present, or a test of the record; format), first match wins
+Detection = Sequence[tuple[set[str] | Callable[[dict], bool], str]]
 
 
 def record_prompt(record: dict) -> Text:
@@ -289,7 +292,8 @@ def _hh_messages(prompt_text: str) -> list[Message]:
     parts = HH_TURN.split(prompt_text)
     if parts[0].strip():
         raise DataError("field 'chosen': text before the first 'Human:' turn")
-    turns = list(zip(parts[1::2], parts[2::2]))[:-1]  # the last is the empty Assistant turn being answered
+    # the last turn is the empty Assistant turn being answered
+    turns = list(zip(parts[1::2], parts[2::2], strict=True))[:-1]
     return [{"role": HH_ROLES[speaker], "content": content.strip()} for speaker, content in turns]
 
 
@@ -383,8 +387,10 @@ def _import_pandalm(
     counted, a tie majority is a tie pair (response1 as chosen) that `voting` keeps or drops."""
     voting = voting or Voting()
     prompt = instruction_prompt(record)
-    responses = [string_field(require_field(record, name), name, response=True) for name in ("response1", "response2")]
-    votes = tuple(_vote_value(require_field(record, name), name) for name in ("annotator1", "annotator2", "annotator3"))
+    responses = [string_field(require_field(record, name), name, response=True)
+                 for name in ("response1", "response2")]
+    votes = tuple(_vote_value(require_field(record, name), name)
+                  for name in ("annotator1", "annotator2", "annotator3"))
     voting.tables.append(votes)
     winner, _ = majority(votes)
     if winner is None:
@@ -422,9 +428,15 @@ def voting_importers(voting: Voting) -> dict[str, Importer]:
             for name, importer in IMPORTERS.items()}
 
 
+def detected_format(record: dict, detection: Detection) -> str | None:
+    """The first format in `detection` that the record matches (has all its fields, or passes its test)."""
+    return next((name for required, name in detection
+                 if (required(record) if callable(required) else required <= record.keys())), None)
+
+
 def detect_format(record: dict, detection: Detection = DETECTION, formats: Mapping[str, Any] = IMPORTERS) -> str:
-    """The first format in `detection` whose fields the record has all of."""
-    found = next((name for required, name in detection if required <= record.keys()), None)
+    """`detected_format`, or a `DataError` listing the formats to pass instead."""
+    found = detected_format(record, detection)
     if found is None:
         raise DataError(f"cannot detect the format from fields {sorted(record)}; pass format= one of {list(formats)}")
     return found

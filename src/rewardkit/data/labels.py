@@ -9,8 +9,8 @@ Formats, picked by `format="auto"` from the first record's fields (checked in th
 
     rankings  ranking          prompt | messages, responses [best, ..., worst]
               ranked           instruction, input, history, output [best, ..., worst] (LLaMA-Factory): one ranking
-              (pair formats)   any format of `rewardkit.data.preferences.load_preferences` -> rankings of 2 [chosen, rejected];
-                               ties are no rankings: dropped and counted as `ties_dropped`
+              (pair formats)   any pair format of `rewardkit.data.preferences.load_preferences` -> rankings of 2
+                               [chosen, rejected]; ties are no rankings: dropped and counted as `ties_dropped`
     ratings   prometheus       instruction (a Prometheus grading template), gpt4_score [1-5, ...] -> label "score"
               gsm8k_solutions  question, 6b_finetuning, 6b_verification, 175b_finetuning, 175b_verification
                                {is_correct, solution} -> 4 responses labelled "correct"
@@ -158,8 +158,8 @@ def _import_prometheus(
     reply = string_field(_between(template, response, reference, "instruction"), "instruction", response=True)
     scores = _judge_scores(record, "gpt4_score")
     category = record.get("category")
-    return [_rated(prompt, reply, {"score": sum(scores) / len(scores)}, record_id_or_default(record, default_id), attributes,
-                   subset=None if category is None else string_field(category, "category"),
+    return [_rated(prompt, reply, {"score": sum(scores) / len(scores)}, record_id_or_default(record, default_id),
+                   attributes, subset=None if category is None else string_field(category, "category"),
                    group=optional_key(record, "idx"))]
 
 
@@ -205,16 +205,18 @@ def _import_bon_math(
 ) -> list[dict]:
     """The sampled `code` responses labelled "correct" by `score`; answers from `pred`, else the last \\boxed{}."""
     question = string_field(require_field(record, "question"), "question")
-    responses = [string_field(text, f"code[{i}]", response=True) for i, text in enumerate(_nonempty_list(record, "code"))]
-    scores = [_boolean(score, f"score[{i}]") for i, score in enumerate(_nonempty_list(record, "score", len(responses)))]
+    responses = [string_field(text, f"code[{i}]", response=True)
+                 for i, text in enumerate(_nonempty_list(record, "code"))]
+    scores = [_boolean(score, f"score[{i}]")
+              for i, score in enumerate(_nonempty_list(record, "score", len(responses)))]
     predictions = _nonempty_list(record, "pred", len(responses)) if "pred" in record else [None] * len(responses)
     answers = [_last_boxed(text) if pred is None else string_field(pred, f"pred[{i}]")
-               for i, (text, pred) in enumerate(zip(responses, predictions))]
+               for i, (text, pred) in enumerate(zip(responses, predictions, strict=True))]
     record_id = record_id_or_default(record, default_id)
     group = optional_key(record, "idx") or record_id
     return [_rated(question, text, {"correct": float(score)}, f"{record_id}-{i}", attributes,
                    subset=optional_subset(record), group=group, answer=answer)
-            for i, (text, score, answer) in enumerate(zip(responses, scores, answers))]
+            for i, (text, score, answer) in enumerate(zip(responses, scores, answers, strict=True))]
 
 
 def _import_ratings(

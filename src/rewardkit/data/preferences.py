@@ -16,6 +16,9 @@ Sources: `.jsonl`, `.jsonl.gz`, `.json` (an array, or an object with one list fi
               optional tie, votes, preference_strength (HelpSteer2-Preference 1..3 or Llama 2 strings -> margin)
     implicit  chosen, rejected: full transcripts sharing a prefix (HH-RLHF text, or message lists)
 
+and, checked before all of them, `rewardbench2` (RewardBench 2: prompt text, chosen [texts], rejected [texts]):
+each record is a best-of-n prompt, kept in `groups`, whose every chosen x rejected pair is in `pairs`.
+
 Voted pairs carry their votes (1 = chosen better, 2 = rejected better, 0 = tie). `load_preferences` drops tie pairs
 unless `ties="keep"`, drops pairs below `min_agreement`, can scale weights by agreement, and returns every voted
 item's votes (three-way splits and ties included) for `audit_preferences`' Fleiss' kappa.
@@ -29,21 +32,30 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from rewardkit.data.importers import DETECTION, Voting, voting_importers
-from rewardkit.data.records import LoadResult, PreferencePair, majority
+from rewardkit.data.importers import DETECTION, IMPORTERS, Voting, voting_importers
+from rewardkit.data.records import BestOfGroup, LoadResult, PreferencePair, majority
+from rewardkit.data.rewardbench2 import REWARDBENCH2, REWARDBENCH2_DETECTION, group_pairs, import_best_of_group
 from rewardkit.data.sources import load_records
 from rewardkit.errors import ConfigError
 from rewardkit.io import write_jsonl_atomic
 
+PREFERENCE_DETECTION = [*REWARDBENCH2_DETECTION, *DETECTION]
+
+
+# the record type each format reads
+PREFERENCE_RECORD_TYPES = {**dict.fromkeys(IMPORTERS, PreferencePair), REWARDBENCH2: BestOfGroup}
+
 
 def load_preferences(
     source: str | Path, *, format: str = "auto", split: str = "train",
-    on_bad_record: Literal["error", "skip"] = "error", subset: str | None = None,
+    on_bad_record: Literal["error", "skip"] = "error", subset: str | None = None, subset_field: str | None = None,
     ties: Literal["drop", "keep"] = "drop", min_agreement: float = 0.0, weight_by_agreement: bool = False,
 ) -> LoadResult:
-    """Read every record of `source` into `PreferencePair`s with one importer (see the module docstring).
+    """Read every record of `source` into `PreferencePair`s (and RewardBench 2 prompts into `groups`) with one
+    importer (see the module docstring).
 
-    Ids are the record's `id`, else "{file stem}-{record index}". `subset` overrides every pair's subset.
+    Ids are the record's `id`, else "{file stem}-{record index}". `subset` overrides every pair's subset;
+    `subset_field` names the record field to read each pair's subset from instead.
     `on_bad_record="error"` raises the first bad record's `DataError`; "skip" lists it in `skipped`.
     Errors about the whole source (missing, unreadable, no records) always raise.
 
@@ -56,11 +68,14 @@ def load_preferences(
     if not 0 <= min_agreement <= 1:
         raise ConfigError(f"min_agreement must be in [0, 1], not {min_agreement}")
     voting = Voting(keep_ties=ties == "keep")
-    loaded = load_records(source, voting_importers(voting), DETECTION, PreferencePair, format=format, split=split,
-                          on_bad_record=on_bad_record, subset=subset)
+    importers = {REWARDBENCH2: import_best_of_group, **voting_importers(voting)}
+    loaded = load_records(source, importers, PREFERENCE_DETECTION, PREFERENCE_RECORD_TYPES, format=format, split=split,
+                          on_bad_record=on_bad_record, subset=subset, subset_field=subset_field)
+    groups = [record for record in loaded.records if isinstance(record, BestOfGroup)]
+    pairs = [pair for group in groups for pair in group_pairs(group)] if groups else loaded.records
     notes = Counter(loaded.notes)
-    pairs = _filter_by_agreement(loaded.records, notes, min_agreement, weight_by_agreement)
-    return LoadResult(pairs=pairs, skipped=loaded.skipped, notes=dict(notes), votes=voting.tables)
+    pairs = _filter_by_agreement(pairs, notes, min_agreement, weight_by_agreement)
+    return LoadResult(pairs=pairs, skipped=loaded.skipped, notes=dict(notes), votes=voting.tables, groups=groups)
 
 
 def _filter_by_agreement(

@@ -1,5 +1,5 @@
 """The record types every stage passes on: preference pairs, rankings, rated responses, step-labelled
-solutions, and what loading them returns (records, counted skips, notes)."""
+solutions, RewardBench 2 prompts, and what loading them returns (records, counted skips, notes)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str
 Text = str | list[Message]  # plain text, or chat messages
 
 
-
 def majority(votes: Sequence[int]) -> tuple[int | None, int]:
     """(the most-voted option, None when several share the top count; that count)."""
     (top, count), *others = Counter(votes).most_common()
     return (None if others and others[0][1] == count else top), count
+
 
 @dataclass(frozen=True)
 class PreferencePair:
@@ -58,6 +58,21 @@ class SkippedRecord:
     location: str  # "FILE:LINE" or "FILE row N"
     reason: str
 
+    def __str__(self) -> str:
+        """"FILE:LINE: reason", as the error the record would have raised."""
+        return f"{self.location}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class BestOfGroup:
+    """One RewardBench 2 prompt: its correct completions (`chosen`) and incorrect ones (`rejected`)."""
+
+    id: str
+    subset: str | None
+    prompt: str
+    chosen: list[str]
+    rejected: list[str]
+
 
 @dataclass
 class LoadResult:
@@ -65,6 +80,7 @@ class LoadResult:
     skipped: list[SkippedRecord]  # records dropped with on_bad_record="skip"
     notes: dict[str, int]  # counted events: records, no_shared_prefix, ties_dropped, expanded_ranked_pairs...
     votes: list[tuple[int, ...]] = field(default_factory=list)  # every voted item's votes, dropped ones included
+    groups: list[BestOfGroup] = field(default_factory=list)  # RewardBench 2 prompts; their pairs are in `pairs`
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import csv
-import dataclasses
 import gzip
 import io
 import json
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rewardkit.data.importers import Detection, Importer, detect_format
+from rewardkit.data.importers import Detection, Importer, detect_format, optional_key
 from rewardkit.data.records import LoadedRecords, SkippedRecord
 from rewardkit.errors import ConfigError, DataError
 
@@ -189,12 +188,14 @@ def _open_source(source: str | Path, split: str) -> tuple[str, Iterator[_Record]
 
 
 def load_records(
-    source: str | Path, importers: Mapping[str, Importer], detection: Detection, build: Callable[..., Any], *,
-    format: str = "auto", split: str = "train", on_bad_record: Literal["error", "skip"] = "error",
-    subset: str | None = None,
+    source: str | Path, importers: Mapping[str, Importer], detection: Detection,
+    build: Callable[..., Any] | Mapping[str, Callable[..., Any]], *, format: str = "auto", split: str = "train",
+    on_bad_record: Literal["error", "skip"] = "error", subset: str | None = None, subset_field: str | None = None,
 ) -> LoadedRecords:
-    """Every record of `source` through one importer (`format`, else detected from the first record's fields), each
-    of its field dicts made into `build(**fields)`; the record types all have `subset`, which `subset` overrides.
+    """Every record of `source` through one importer (`format`, else detected from the first record), each of its
+    field dicts made into `build(**fields)` (`build[format]` when the record type depends on the format). The record
+    types all have `subset`: `subset` sets it for every record, else `subset_field` names the field of the record
+    to read it from instead of the importer's.
 
     Default ids are "{file stem}-{record index}". `on_bad_record="error"` raises the first bad record's `DataError`
     located "FILE:LINE: ..."; "skip" lists it in `skipped`. Errors about the whole source (missing, unreadable,
@@ -205,24 +206,31 @@ def load_records(
     if on_bad_record not in ("error", "skip"):
         raise ConfigError(f"on_bad_record must be 'error' or 'skip', not {on_bad_record!r}")
     stem, records = _open_source(source, split)
-    importer = importers.get(format)
-    result, notes = LoadedRecords(records=[], skipped=[], notes={}), Counter()
+    result, notes, name = LoadedRecords(records=[], skipped=[], notes={}), Counter(), format
     for record in records:
         notes["records"] += 1
         try:
             value = _decode(record)
-            importer = importer or importers[detect_format(value, detection, importers)]
-            result.records += [build(**fields) for fields in importer(value, f"{stem}-{record.index}", notes)]
+            name = detect_format(value, detection, importers) if name == "auto" else name
+            make = build[name] if isinstance(build, Mapping) else build
+            override = _subset_override(value, subset, subset_field)
+            result.records += [make(**(fields | override))
+                               for fields in importers[name](value, f"{stem}-{record.index}", notes)]
         except DataError as error:
             if on_bad_record == "error":
                 raise DataError(f"{record.location}: {error}") from error
             result.skipped.append(SkippedRecord(record.location, str(error)))
     if not notes["records"]:
         raise DataError(f"{source}: no records")
-    if subset is not None:
-        result.records = [dataclasses.replace(item, subset=subset) for item in result.records]
     result.notes = dict(notes)
     return result
+
+
+def _subset_override(record: dict, subset: str | None, subset_field: str | None) -> dict:
+    """{"subset": ...} replacing what the importer found, or {} to keep it."""
+    if subset is not None:
+        return {"subset": subset}
+    return {} if subset_field is None else {"subset": optional_key(record, subset_field)}
 
 
 def read_records(source: str | Path, split: str = "train") -> Iterator[tuple[str, dict]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rewardkit.config import TaskConfig
+from rewardkit.data.importers import detected_format
 from rewardkit.data.labels import RATING_DETECTION
 from rewardkit.data.sources import read_records
 from rewardkit.errors import DataError
@@ -22,7 +23,7 @@ def evaluates_labels(spec: ScoringSpec, rating_files: bool) -> bool:
 
 def is_rating_file(file: str) -> bool:
     first = next((record for _, record in read_records(file)), {})
-    return any(fields <= first.keys() for fields, _ in RATING_DETECTION)
+    return detected_format(first, RATING_DETECTION) is not None
 
 
 def evaluate_label_files(rm: RewardModel, files: Sequence[str], *, on_bad_record: str = "error",

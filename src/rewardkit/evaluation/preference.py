@@ -20,9 +20,9 @@ from rewardkit.errors import DataError
 from rewardkit.evaluation.inputs import EvalData
 from rewardkit.evaluation.report import ModelResult
 from rewardkit.metrics.labels import uncertainty_accuracy
-from rewardkit.metrics.preference import preference_metrics
+from rewardkit.metrics.preference import comparison_metrics
 from rewardkit.metrics.rewardbench import rewardbench2_summary
-from rewardkit.models.ensemble import RewardEnsemble, combine_rewards
+from rewardkit.models.ensemble import RewardEnsemble
 from rewardkit.models.reward_model import RewardModel
 
 
@@ -46,15 +46,7 @@ def evaluate_model(rm: RewardModel, data: EvalData, *, name: str, bootstrap: int
     if not predictions:
         raise DataError(f"every pair has a response longer than {name}'s max_length ({rm.spec.max_length} tokens); "
                         "evaluate a model trained with a larger max_length")
-    metrics = preference_metrics(
-        [p["reward_chosen"] for p in predictions],
-        [p["reward_rejected"] for p in predictions],
-        subsets=[p["subset"] for p in predictions],
-        chosen_lengths=[p["chosen_length"] for p in predictions],
-        rejected_lengths=[p["rejected_length"] for p in predictions],
-        bootstrap=bootstrap,
-        seed=seed,
-    )
+    metrics = comparison_metrics(predictions, bootstrap=bootstrap, seed=seed)
     metrics["dropped_too_long"] = len(data.pairs) - len(predictions)
     if data.groups:
         metrics[REWARDBENCH2] = rewardbench2_summary(
@@ -72,18 +64,15 @@ def evaluate_ensemble(ensemble: RewardEnsemble, data: EvalData, *, name: str, bo
     by_id = [{p["id"]: p for p in member.predictions} for member in members]
     ids = [p["id"] for p in members[0].predictions if all(p["id"] in found for found in by_id)]
     z = [[(rm.spec.normalize(found[i]["reward_chosen"]), rm.spec.normalize(found[i]["reward_rejected"])) for i in ids]
-         for rm, found in zip(ensemble.members, by_id)]
-    chosen, _ = combine_rewards([[c for c, _ in member] for member in z], ensemble.mode, ensemble.std_weight)
-    rejected, _ = combine_rewards([[r for _, r in member] for member in z], ensemble.mode, ensemble.std_weight)
-    _, uncertainty = combine_rewards([[c - r for c, r in member] for member in z], "mean")
+         for rm, found in zip(ensemble.members, by_id, strict=True)]
+    chosen, _ = ensemble.combine([[c for c, _ in member] for member in z])
+    rejected, _ = ensemble.combine([[r for _, r in member] for member in z])
+    _, uncertainty = ensemble.combine([[c - r for c, r in member] for member in z])  # the spread of the margins
     first = by_id[0]
     predictions = [first[i] | {"model": name, "reward_chosen": c, "reward_rejected": r, "margin": c - r,
                                "correct": c > r, "uncertainty": u}
-                   for i, c, r, u in zip(ids, chosen, rejected, uncertainty)]
-    metrics = preference_metrics(chosen, rejected, subsets=[p["subset"] for p in predictions],
-                                 chosen_lengths=[p["chosen_length"] for p in predictions],
-                                 rejected_lengths=[p["rejected_length"] for p in predictions],
-                                 bootstrap=bootstrap, seed=seed)
+                   for i, c, r, u in zip(ids, chosen, rejected, uncertainty, strict=True)]
+    metrics = comparison_metrics(predictions, bootstrap=bootstrap, seed=seed)
     metrics["dropped_too_long"] = len(data.pairs) - len(predictions)
     metrics["ensemble"] = {
         "mode": ensemble.mode, "std_weight": ensemble.std_weight,
@@ -93,7 +82,8 @@ def evaluate_ensemble(ensemble: RewardEnsemble, data: EvalData, *, name: str, bo
     return ModelResult(name=name, metrics=metrics, predictions=predictions)
 
 
-def evaluate_ensemble_pairs(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], *, bootstrap: int = 1000) -> dict:
+def evaluate_ensemble_pairs(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], *,
+                            bootstrap: int = 1000) -> dict:
     """`evaluate_ensemble` on pairs in memory, writing nothing."""
     return evaluate_ensemble(ensemble, EvalData(list(pairs)), name="ensemble", bootstrap=bootstrap).metrics
 
@@ -119,7 +109,7 @@ def score_responses(rm: RewardModel, items: Iterable[tuple[Text, Text]], *, batc
     task = progress.add_task(label, total=sum(e is not None for e in encoded), unit="responses") if progress else None
     on_batch = (lambda n: progress.advance(task, n)) if progress else None
     rewards = rm.score_encoded(encoded, batch_size=batch_size, on_batch=on_batch)
-    for key, reward, item in zip(keys, rewards, encoded):
+    for key, reward, item in zip(keys, rewards, encoded, strict=True):
         if item is not None:
             scored[key] = Scored(reward, item.response_length)
     return scored

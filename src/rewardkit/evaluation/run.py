@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rewardkit.errors import ConfigError, DataError
+from rewardkit.errors import ConfigError, ModelError
 from rewardkit.evaluation.inputs import load_eval_data
 from rewardkit.evaluation.labels import evaluate_label_files, evaluates_labels, is_rating_file
 from rewardkit.evaluation.preference import evaluate_ensemble, evaluate_model
@@ -67,7 +67,7 @@ class EvalConfig:
     bootstrap: int = 1000  # resamples for every 95% CI; 0 turns CIs off
     seed: int = 0
     fit_temperature: bool = False  # save each model's fitted temperature into its scoring spec
-    format: str = "auto"  # one of FORMATS
+    format: str = "auto"  # or a format of `load_preferences`: rewardbench2, pairs, implicit, ...
     on_bad_record: Literal["error", "skip"] = "error"
     batch_size: int = 32
     progress: bool = True
@@ -84,14 +84,14 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
     labelled = [evaluates_labels(spec, rating_files) for spec in specs.values()]
     if any(labelled):
         if not all(labelled) or len(specs) < len(config.models):
-            raise DataError("some models are scored against labels and others on preference pairs: evaluate them "
-                            "separately")
+            raise ModelError("some models are scored against labels and others on preference pairs: evaluate them "
+                             "separately")
         return evaluate_labels(config, names)
     data = load_eval_data(config.data, subset_field=config.subset_field, format=config.format,
                           on_bad_record=config.on_bad_record)
     results = []
     with counting_progress(enabled=config.progress) as progress:
-        for name, directory in zip(names, config.models):
+        for name, directory in zip(names, config.models, strict=True):
             options = {"name": name, "bootstrap": config.bootstrap, "seed": config.seed,
                        "batch_size": config.batch_size, "progress": progress}
             if is_ensemble(directory):
@@ -105,8 +105,9 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
                     save_temperature(rm, directory, result.metrics["calibration"]["temperature"])
             result.metrics |= {"model": str(directory), "skipped_records": len(data.skipped)}
             results.append(result)
+    reference = results[0]
     for result in results[1:]:
-        result.comparison = {results[0].name: compare(results[0], result, bootstrap=config.bootstrap, seed=config.seed)}
+        result.comparison = {reference.name: compare(reference, result, bootstrap=config.bootstrap, seed=config.seed)}
     write_outputs(config.out_dir, results)
     return results
 
@@ -115,7 +116,7 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
     """Pointwise and process models on label files: metrics.json (by model when several), predictions.jsonl (one
     line per model and record: its outputs, or its step probabilities and predicted first error) and report.md."""
     results = []
-    for name, directory in zip(names, config.models):
+    for name, directory in zip(names, config.models, strict=True):
         rm = RewardModel.from_pretrained(directory)
         metrics, predictions = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record,
                                                     bootstrap=config.bootstrap)

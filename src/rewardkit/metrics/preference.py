@@ -1,9 +1,9 @@
 """Evaluation metrics for reward models, over plain Python lists or numpy arrays.
 
-`preference_metrics` is the one entry point used by train-time eval and `rewardkit eval`;
-it returns a JSON-able dict (shape documented on the function). RewardBench scores are
-in `rewardkit.metrics.rewardbench`. Metrics of the other task
-families (process rewards, best-of-n, rating heads, uncertainty) are in `rewardkit.metrics.labels`.
+`preference_metrics` is the one entry point used by train-time eval and `rewardkit eval` (both through
+`comparison_metrics`, which reads scored pairs); it returns a JSON-able dict (shape documented on the function).
+RewardBench scores are in `rewardkit.metrics.rewardbench`. Metrics of the other task families (process rewards,
+best-of-n, rating heads, uncertainty) are in `rewardkit.metrics.labels`.
 
 Every accuracy is strict (chosen reward > rejected reward, as upstream `scripts/run_rm.py`
 counts it); ties are reported separately and get half credit only in `accuracy_half_ties`.
@@ -11,7 +11,8 @@ counts it); ties are reported separately and get half credit only in `accuracy_h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,20 @@ def preference_metrics(
             {name: metrics["subsets"][name]["n"] for name in rewardbench_names},
         )
     return metrics
+
+
+def comparison_metrics(comparisons: Sequence[Mapping[str, Any]], *, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """`preference_metrics` of scored pairs, each a mapping with (at least) reward_chosen, reward_rejected, subset,
+    chosen_length and rejected_length, the keys of `rewardkit eval`'s predictions."""
+    return preference_metrics(
+        [c["reward_chosen"] for c in comparisons],
+        [c["reward_rejected"] for c in comparisons],
+        subsets=[c["subset"] for c in comparisons],
+        chosen_lengths=[c["chosen_length"] for c in comparisons],
+        rejected_lengths=[c["rejected_length"] for c in comparisons],
+        bootstrap=bootstrap,
+        seed=seed,
+    )
 
 
 def _margins(rewards_chosen, rewards_rejected) -> np.ndarray:

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rewardkit.data.rewardbench2 import TIES_SUBSET, BestOfGroup
+from rewardkit.data.records import BestOfGroup
+from rewardkit.data.rewardbench2 import TIES_SUBSET
 from rewardkit.errors import DataError
 
 # RewardBench v1 sections, from allenai/reward-bench rewardbench/constants.py SUBSET_MAPPING.
@@ -191,6 +192,9 @@ def rewardbench2_summary(groups: Sequence[BestOfGroup], reward: Callable[[BestOf
     subsets = {name: float(np.mean(values)) for name, values in sorted(credits.items())}
     prompts = {name: len(values) for name, values in sorted(credits.items())}
     if ties["ref"] or ties["tied"]:
+        if not ties["ref"].keys() & ties["tied"].keys():
+            raise DataError("no Ties prompt has both its 'ref:N' and its 'tied:N' version scored; RewardBench 2's "
+                            "Ties score compares the two")
         subsets[TIES_SUBSET] = rewardbench2_ties_score(ties["ref"], ties["tied"])["score"]
         prompts[TIES_SUBSET] = len(ties["ref"]) + len(ties["tied"])
     score = float(np.mean(list(subsets.values()))) if subsets else None

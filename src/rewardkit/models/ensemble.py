@@ -13,9 +13,10 @@ item's uncertainty. An ensemble directory holds `ensemble.json` and one stock re
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -42,9 +43,14 @@ class EnsembleScores:
 
 def combine_rewards(member_rewards: Sequence[Sequence[float]], mode: EnsembleMode, std_weight: float = 1.0
                     ) -> tuple[list[float], list[float]]:
-    """(combined reward, population std across members) per item, from each member's z-scored rewards."""
+    """(combined reward, population std across members) per item, from each member's z-scored rewards; both are
+    NaN where a member's reward is (`min` alone would skip it)."""
     combined, spread = [], []
-    for values in zip(*member_rewards):
+    for values in zip(*member_rewards, strict=True):
+        if any(math.isnan(v) for v in values):
+            combined.append(math.nan)
+            spread.append(math.nan)
+            continue
         mean, std = statistics.fmean(values), statistics.pstdev(values)
         combined.append({"mean": mean, "min": min(values), "mean-minus-std": mean - std_weight * std}[mode])
         spread.append(std)
@@ -54,7 +60,8 @@ def combine_rewards(member_rewards: Sequence[Sequence[float]], mode: EnsembleMod
 class RewardEnsemble:
     """Members scored independently, z-scored, then combined per item."""
 
-    def __init__(self, members: Sequence[RewardModel], *, mode: EnsembleMode = "mean", std_weight: float = 1.0) -> None:
+    def __init__(self, members: Sequence[RewardModel], *, mode: EnsembleMode = "mean",
+                 std_weight: float = 1.0) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown ensemble mode {mode!r}; use one of {list(MODES)}")
         unnormalized = [i for i, m in enumerate(members) if m.spec.normalization is None]
@@ -65,16 +72,25 @@ class RewardEnsemble:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, mode: EnsembleMode | None = None,
-                        std_weight: float | None = None) -> RewardEnsemble:
+                        std_weight: float | None = None,
+                        load_member: Callable[[Path], RewardModel] = RewardModel.from_pretrained) -> RewardEnsemble:
+        """The saved ensemble, with its saved mode and std weight unless `mode` / `std_weight` override them;
+        `load_member` loads each member's directory (the service passes its own, to share loaded models)."""
         directory = Path(directory)
         manifest = read_manifest(directory)
-        members = [RewardModel.from_pretrained(directory / name) for name in manifest["members"]]
+        members = [load_member(directory / name) for name in manifest["members"]]
         return cls(members, mode=mode or manifest["mode"],
                    std_weight=manifest["std_weight"] if std_weight is None else std_weight)
 
+    def combine(self, member_rewards: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
+        """(combined reward, members' population std) per item, from each member's z-scored rewards, with this
+        ensemble's mode and std weight: the one combination that eval, score and serve all use."""
+        assert len(member_rewards) == len(self.members), "one list of rewards per member"
+        return combine_rewards(member_rewards, self.mode, self.std_weight)
+
     def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32) -> EnsembleScores:
         members = [m.score(prompts, responses, batch_size=batch_size, normalize=True) for m in self.members]
-        rewards, spread = combine_rewards(members, self.mode, self.std_weight)
+        rewards, spread = self.combine(members)
         return EnsembleScores(rewards, spread, members)
 
 
@@ -89,8 +105,8 @@ def read_manifest(directory: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def save_ensemble(directory: Path, member_dirs: Sequence[Path], *, mode: EnsembleMode = "mean", std_weight: float = 1.0,
-                  sampling: str | None = None) -> None:
+def save_ensemble(directory: Path, member_dirs: Sequence[Path], *, mode: EnsembleMode = "mean",
+                  std_weight: float = 1.0, sampling: str | None = None) -> None:
     """Move the members into `directory` and write its manifest."""
     directory.mkdir(parents=True, exist_ok=True)
     names = []

@@ -75,8 +75,8 @@ class RewardModel(nn.Module):
         kwargs = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
         if quantize_4bit:
             kwargs["quantization_config"] = four_bit_config()
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(attributes or [None]), dtype=dtype,
-                                                                   **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(attributes or [None]),
+                                                                   dtype=dtype, **kwargs)
         if gguf_file:  # a GGUF-loaded model refuses save_pretrained: rebuild it from its config and weights
             model = rebuild_from_state_dict(model)
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -86,7 +86,8 @@ class RewardModel(nn.Module):
         return cls(model, tokenizer, spec)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, trust_remote_code: bool = False, dtype=torch.float32) -> RewardModel:
+    def from_pretrained(cls, directory: str | Path, *, trust_remote_code: bool = False,
+                        dtype: torch.dtype = torch.float32) -> RewardModel:
         """Load a trained reward model; a missing (freshly initialized) score head is an error."""
         spec = ScoringSpec.load(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
@@ -96,7 +97,8 @@ class RewardModel(nn.Module):
         head = head_parameter_names(model)
         missing = [k for k in info["missing_keys"] if k in head]
         if missing:
-            raise ModelError(f"{directory}: the score head ({', '.join(missing)}) is missing; this is not a trained reward model")
+            raise ModelError(f"{directory}: the score head ({', '.join(missing)}) is missing; "
+                             "this is not a trained reward model")
         return cls(model.eval(), tokenizer, spec)
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -114,17 +116,20 @@ class RewardModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None, position_ids=None,
                 score_index: torch.Tensor | None = None) -> torch.Tensor:
         """Rewards in fp32 for a padded batch (b, t): (b,) at each row's last real token (padding on either side),
-        or (b, k) at `score_index` (prefix-shared rows from `rewardkit.models.packing`, or the steps of process rewards).
+        or (b, k) at `score_index` (prefix-shared rows from `rewardkit.models.packing`, or the steps of process
+        rewards).
         A multi-attribute model adds a last dimension, one value per attribute: (b, A) or (b, k, A)."""
         if self.spec.pooling == "first":
             assert score_index is None and bool(attention_mask[:, 0].all()), (
                 "first-token pooling scores one right-padded row at a time (no score_index)")
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids).logits
             return self.one_value_per_row(logits.float())
         if position_ids is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         backbone = getattr(self.model, self.model.base_model_prefix)
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids).last_hidden_state
         index = last_token_index(attention_mask).unsqueeze(1) if score_index is None else score_index  # (b, k)
         scored = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (b, k, d)
         rewards = self.one_value_per_row(self.model.score(scored).float())  # (b, k) or (b, k, A)
@@ -177,20 +182,25 @@ class RewardModel(nn.Module):
         rewards = self.score_encoded(encoded, batch_size=batch_size, attribute_weights=attribute_weights)
         return [self.spec.normalize(r) if normalize and math.isfinite(r) else r for r in rewards]
 
-    def score_attributes(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32) -> list[dict[str, float] | None]:
+    def score_attributes(self, prompts: Sequence, responses: Sequence, *,
+                         batch_size: int = 32) -> list[dict[str, float] | None]:
         """Each attribute's value for (prompt, response) pairs, by name; None where the response does not fit."""
         self.refuse_process_model("score_attributes")
-        outputs = self.outputs_encoded(self.spec.encode_batch(self.tokenizer, prompts, responses), batch_size=batch_size)
+        encoded = self.spec.encode_batch(self.tokenizer, prompts, responses)
+        outputs = self.outputs_encoded(encoded, batch_size=batch_size)
         names = self.spec.attributes or ["reward"]
-        return [None if row is None else dict(zip(names, row)) for row in outputs]
+        return [None if row is None else dict(zip(names, row, strict=True)) for row in outputs]
 
-    def score_steps(self, prompts: Sequence, solutions: Sequence[Sequence[str]], *, batch_size: int = 8) -> list[list[float] | None]:
+    def score_steps(self, prompts: Sequence, solutions: Sequence[Sequence[str]], *,
+                    batch_size: int = 8) -> list[list[float] | None]:
         """Process reward models: P(the solution is still right after step i) for every step, from the logit at
         the separator ending it; None where a solution does not fit `max_length`."""
-        return self.step_probabilities(self.spec.encode_steps(self.tokenizer, prompts, solutions), batch_size=batch_size)
+        encoded = self.spec.encode_steps(self.tokenizer, prompts, solutions)
+        return self.step_probabilities(encoded, batch_size=batch_size)
 
     @torch.no_grad()
-    def step_probabilities(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = 8) -> list[list[float] | None]:
+    def step_probabilities(self, encoded: Sequence[EncodedPair | None], *,
+                           batch_size: int = 8) -> list[list[float] | None]:
         self.eval()
         probabilities: list[list[float] | None] = [None] * len(encoded)
         kept = sorted((i for i, e in enumerate(encoded) if e is not None), key=lambda i: -len(encoded[i].input_ids))
@@ -198,7 +208,7 @@ class RewardModel(nn.Module):
         for start in range(0, len(kept), batch_size):
             rows = kept[start : start + batch_size]
             batch, index = self.collate_steps([encoded[i] for i in rows])
-            logits = self(**{k: v.to(device) for k, v in batch.items()}, score_index=index.to(device))  # (b, k)
+            logits = self(**to_device(batch, device), score_index=index.to(device))  # (b, k)
             for row, i in enumerate(rows):
                 probabilities[i] = torch.sigmoid(logits[row, : len(encoded[i].step_positions)]).tolist()
         return probabilities
@@ -225,7 +235,7 @@ class RewardModel(nn.Module):
                 ) -> list[float]:
         """The scalar reward of each row of `outputs_encoded`: its attributes' weighted sum (NaN where None)."""
         weights = self.attribute_weight_vector(attribute_weights)
-        return [math.nan if row is None else sum(w * v for w, v in zip(weights, row)) for row in outputs]
+        return [math.nan if row is None else sum(w * v for w, v in zip(weights, row, strict=True)) for row in outputs]
 
     @torch.no_grad()
     def outputs_encoded(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = 32,
@@ -244,8 +254,8 @@ class RewardModel(nn.Module):
         device = next(self.parameters()).device
         for start in range(0, len(kept), batch_size):
             rows = kept[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in self.collate([encoded[i] for i in rows]).items()}
-            for i, reward in zip(rows, self(**batch).reshape(len(rows), -1).tolist()):
+            batch = to_device(self.collate([encoded[i] for i in rows]), device)
+            for i, reward in zip(rows, self(**batch).reshape(len(rows), -1).tolist(), strict=True):
                 rewards[i] = reward
             if on_batch is not None:
                 on_batch(len(rows))
@@ -259,8 +269,9 @@ class RewardModel(nn.Module):
                          share_prefix: bool | None = None) -> list[list[float]]:
         """Rewards of several candidate responses per prompt (best-of-N), NaN where one does not fit.
 
-        A decoder packs each prompt's candidates into one row and computes the prompt once (`rewardkit.models.packing`);
-        the scores equal scoring each pair alone. `share_prefix=False` forces independent scoring."""
+        A decoder packs each prompt's candidates into one row and computes the prompt once
+        (`rewardkit.models.packing`); the scores equal scoring each pair alone. `share_prefix=False` forces
+        independent scoring."""
         self.refuse_process_model("score_candidates")
         flat = [(p, r) for p, group in zip(prompts, candidates, strict=True) for r in group]
         encoded = self.spec.encode_batch(self.tokenizer, [p for p, _ in flat], [r for _, r in flat])
@@ -278,7 +289,7 @@ class RewardModel(nn.Module):
             chunk = rows[first : first + rows_per_batch]
             packed = [pack_sequences([encoded[i].input_ids for i in g]) for g in chunk]
             batch = collate_packed(packed, self.pad_token_id)
-            scores = self(**{k: v.to(device) for k, v in batch.items()})  # (b, k_max), or (b, k_max, A)
+            scores = self(**to_device(batch, device))  # (b, k_max), or (b, k_max, A)
             if scores.ndim == 3:
                 scores = scores @ torch.tensor(self.attribute_weight_vector(), device=device)
             for row, g in enumerate(chunk):
@@ -306,6 +317,11 @@ def regroup(flat: list[float], groups: Sequence[Sequence]) -> list[list[float]]:
         out.append(flat[start : start + len(group)])
         start += len(group)
     return out
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """A collated batch (`RewardModel.collate`, `collate_steps`, `packing.collate_packed`) moved to `device`."""
+    return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

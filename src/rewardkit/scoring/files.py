@@ -5,8 +5,10 @@ message is the assistant reply to score). The output repeats each record with `r
 `reward_normalized` with --normalize). A multi-attribute model adds `attributes` ({name: value}); `reward` is their
 weighted sum, with the spec's weights or `attribute_weights` given at scoring time. A process reward model reads
 `prompt` + `steps` and adds `step_rewards` (P(right so far) after each step) and their aggregates `min`, `product`,
-`last` and `mean` under `step_aggregates`. A response that alone exceeds the spec's max length gets
-`"reward": null` and an `error`, never a made-up number.
+`last` and `mean` under `step_aggregates`. An ensemble directory writes its members' combined z-score as `reward`
+(`RewardEnsemble.score`: its saved mode and std weight unless --ensemble-mode / --std-weight override them) and
+their spread as `uncertainty`. A response that alone exceeds the spec's max length gets `"reward": null` and an
+`error`, never a made-up number.
 """
 
 from __future__ import annotations
@@ -16,32 +18,73 @@ from pathlib import Path
 
 from rewardkit.data.importers import parse_messages, parse_prompt, parse_response
 from rewardkit.data.sources import read_records
-from rewardkit.errors import DataError, ModelError
+from rewardkit.errors import ConfigError, DataError, ModelError
 from rewardkit.io import write_jsonl_atomic
 from rewardkit.metrics.labels import AGGREGATES
+from rewardkit.models.ensemble import RewardEnsemble
 from rewardkit.models.reward_model import RewardModel
 
 
-def score_file(rm: RewardModel, input: str | Path, output: str | Path, *, batch_size: int = 32,
+def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: str | Path, *, batch_size: int = 32,
                normalize: bool = False, attribute_weights: dict[str, float] | None = None) -> int:
-    """Score every record of `input` and write `output` atomically; returns the number of records."""
-    if normalize and rm.spec.normalization is None:
-        raise ModelError("this model has no normalization statistics (it was trained without held-out pairs); "
-                         "score without --normalize")
+    """Score every record of `input` with a reward model or an ensemble and write `output` atomically; returns the
+    number of records."""
+    refuse_unusable_options(model, normalize, attribute_weights)
     records = list(read_records(input))
     if not records:
         raise DataError(f"{input}: no records to score")
-    if rm.spec.task == "process":
-        write_jsonl_atomic(output, score_steps(rm, records))
-        return len(records)
-    prompts, responses = zip(*(prompt_and_response(location, record) for location, record in records))
-    rewards = rm.score(list(prompts), list(responses), batch_size=batch_size, attribute_weights=attribute_weights)
-    scored = [with_reward(rm, record, reward, normalize) for (_, record), reward in zip(records, rewards)]
-    if rm.spec.attributes:
-        values = rm.score_attributes(list(prompts), list(responses), batch_size=batch_size)
-        scored = [record | {"attributes": found} if found else record for record, found in zip(scored, values)]
+    if isinstance(model, RewardEnsemble):
+        scored = score_with_ensemble(model, records, batch_size=batch_size)
+    elif model.spec.task == "process":
+        scored = score_steps(model, records)
+    else:
+        scored = score_pairs(model, records, batch_size=batch_size, normalize=normalize,
+                             attribute_weights=attribute_weights)
     write_jsonl_atomic(output, scored)
     return len(records)
+
+
+def refuse_unusable_options(model: RewardModel | RewardEnsemble, normalize: bool,
+                            attribute_weights: dict[str, float] | None) -> None:
+    """Options the model cannot honour fail before anything is read or scored."""
+    if isinstance(model, RewardEnsemble):
+        if normalize or attribute_weights:
+            raise ConfigError("an ensemble's reward is already its members' combined z-score: score it without "
+                              "--normalize and --weight")
+    elif normalize and model.spec.normalization is None:
+        raise ModelError("this model has no normalization statistics (it was trained without held-out pairs); "
+                         "score without --normalize")
+
+
+def score_pairs(rm: RewardModel, records: list[tuple[str, dict]], *, batch_size: int, normalize: bool,
+                attribute_weights: dict[str, float] | None) -> list[dict]:
+    """`reward` (and `attributes` for a multi-attribute model) of every record, from one encode and one forward."""
+    prompts, responses = pairs_of(records)
+    outputs = rm.outputs_encoded(rm.spec.encode_batch(rm.tokenizer, prompts, responses), batch_size=batch_size)
+    scored = []
+    for (_, record), reward, values in zip(records, rm.combine(outputs, attribute_weights), outputs, strict=True):
+        result = with_reward(record, reward, rm.spec.max_length)
+        if normalize and result["reward"] is not None:
+            result["reward_normalized"] = rm.spec.normalize(reward)
+        if rm.spec.attributes and values is not None:
+            result["attributes"] = dict(zip(rm.spec.attributes, values, strict=True))
+        scored.append(result)
+    return scored
+
+
+def score_with_ensemble(ensemble: RewardEnsemble, records: list[tuple[str, dict]], *, batch_size: int) -> list[dict]:
+    """The ensemble's combined z-score as `reward` and its members' spread as `uncertainty`, for every record."""
+    prompts, responses = pairs_of(records)
+    scores = ensemble.score(prompts, responses, batch_size=batch_size)
+    max_length = min(member.spec.max_length for member in ensemble.members)
+    return [with_reward(record, reward, max_length) | ({"uncertainty": spread} if math.isfinite(reward) else {})
+            for (_, record), reward, spread in zip(records, scores.rewards, scores.uncertainty, strict=True)]
+
+
+def pairs_of(records: list[tuple[str, dict]]) -> tuple[list, list]:
+    """The prompts and the responses of `records`, in order."""
+    pairs = [prompt_and_response(location, record) for location, record in records]
+    return [prompt for prompt, _ in pairs], [response for _, response in pairs]
 
 
 def score_steps(rm: RewardModel, records: list[tuple[str, dict]]) -> list[dict]:
@@ -57,9 +100,10 @@ def score_steps(rm: RewardModel, records: list[tuple[str, dict]]) -> list[dict]:
         except DataError as err:
             raise DataError(f"{location}: {err}") from None
     scored = []
-    for (_, record), probabilities in zip(records, rm.score_steps(prompts, solutions)):
+    for (_, record), probabilities in zip(records, rm.score_steps(prompts, solutions), strict=True):
         if probabilities is None:
-            scored.append(record | {"step_rewards": None, "error": f"solution longer than max_length ({rm.spec.max_length} tokens)"})
+            error = f"solution longer than max_length ({rm.spec.max_length} tokens)"
+            scored.append(record | {"step_rewards": None, "error": error})
         else:
             aggregates = {name: f(probabilities) for name, f in AGGREGATES.items()}
             scored.append(record | {"step_rewards": probabilities, "step_aggregates": aggregates})
@@ -82,10 +126,8 @@ def prompt_and_response(location: str, record: dict):
         raise DataError(f"{location}: {err}") from None
 
 
-def with_reward(rm: RewardModel, record: dict, reward: float, normalize: bool) -> dict:
+def with_reward(record: dict, reward: float, max_length: int) -> dict:
+    """`record` with its reward, or with `"reward": null` and the error where the response did not fit."""
     if not math.isfinite(reward):
-        return record | {"reward": None, "error": f"response longer than max_length ({rm.spec.max_length} tokens)"}
-    scored = record | {"reward": reward}
-    if normalize:
-        scored["reward_normalized"] = rm.spec.normalize(reward)
-    return scored
+        return record | {"reward": None, "error": f"response longer than max_length ({max_length} tokens)"}
+    return record | {"reward": reward}

@@ -1,0 +1,1 @@
+"""Stage 5, serving: the HTTP scoring service, its dynamic batcher, its metrics, and the client."""

@@ -1,7 +1,8 @@
 """The reward scoring service: `rewardkit serve --model DIR`, or in code::
 
     config = ServeConfig(api_key="...")
-    app = create_app({"rm": RewardModel.from_pretrained("runs/demo/model")}, config)
+    app = create_app({"rm": RewardModel.from_pretrained("runs/demo/model")}, config,
+                     {"safe": RewardEnsemble.from_pretrained("runs/ens/model")})
     run_server(app, config)                 # or mount `app` in any ASGI server
 
     POST /v1/score    {"model"?, "items": [{"prompt", "response"} | {"messages"}], "normalize"?}
@@ -9,12 +10,13 @@
     POST /get_reward  OpenRLHF's remote reward model: {"query", "prompts"?, "labels"?} -> {"rewards", "scores",
                       "extra_logs"}; raw rewards of the default model (or `?model=NAME`), see `split_queries`
     GET  /health      200 once the models are loaded and a warm-up batch ran; 503 before, and while draining
-    GET  /v1/models   names, specs, fingerprints, normalization statistics
+    GET  /v1/models   names, specs, fingerprints, normalization statistics; ensembles' mode and std weight
     GET  /metrics     Prometheus text: requests, errors, latency, batch sizes, tokens and forward time, queue time
 
 Text is rendered through each model's saved scoring spec, so scores equal `RewardModel.score` offline; input that
 already contains template markers gets a warning. Ensembles z-score each member with its normalization, combine
-them (mean, min or mean minus std) and return the members' std as `uncertainty`. Concurrent requests share forward
+them with the ensemble's own mode and std weight (`RewardEnsemble.combine`, as `rewardkit eval` and `score` do) and
+return the members' std as `uncertainty`. Concurrent requests share forward
 passes: each model has one queue and one worker that gathers queued pairs into a padded batch until
 `max_batch_tokens`, `max_batch_size` or `max_wait_ms` is reached, runs it in its forward thread and resolves each
 request's futures (`rewardkit.serving.batching`; the metrics are `rewardkit.serving.metrics`). With an API key, scoring
@@ -47,7 +49,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from rewardkit.errors import ConfigError, ModelError
-from rewardkit.models.ensemble import ENSEMBLE_FILE, EnsembleMode, combine_rewards, read_manifest
+from rewardkit.models.ensemble import EnsembleMode, RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import EncodedPair
 from rewardkit.serving.batching import Batcher, BatcherClosed
@@ -81,7 +83,11 @@ class ServeConfig(BaseModel):
     max_items: int = Field(1024, gt=0, description="Pairs per request.")
     max_request_chars: int = Field(4_000_000, gt=0, description="Characters of text per request.")
     max_request_tokens: int = Field(262_144, gt=0, description="Tokens per request, after rendering.")
-    ensemble_mode: EnsembleMode = Field("mean", description="How ensemble members' z-scores are combined.")
+    ensemble_mode: EnsembleMode | None = Field(None, description=(
+        "Ensembles loaded by `load_models`: mean, min or mean-minus-std instead of the saved mode (a NAME=DIR1,DIR2 "
+        "list has none saved: mean)."))
+    std_weight: float | None = Field(None, description=(
+        "Ensembles loaded by `load_models`: k in mean - k * std instead of the saved one (a list's default: 1)."))
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
 
 
@@ -216,25 +222,23 @@ class ModelScorer:
 
 
 class EnsembleScorer:
-    """Several models' z-scored rewards combined per item; their spread is returned as the uncertainty."""
+    """A `RewardEnsemble` served: its members' batched z-scores, combined by the ensemble; their spread is returned
+    as the uncertainty."""
 
-    def __init__(self, name: str, members: list[ModelScorer], mode: EnsembleMode) -> None:
-        unnormalized = [m.name for m in members if m.rm.spec.normalization is None]
-        if unnormalized:
-            raise ModelError(f"ensemble {name!r}: members {unnormalized} have no normalization statistics "
-                             "to z-score with")
-        self.name, self.members, self.mode = name, members, mode
+    def __init__(self, name: str, ensemble: RewardEnsemble, members: list[ModelScorer]) -> None:
+        assert [m.rm for m in members] == ensemble.members, "one scorer per member, in order"
+        self.name, self.ensemble, self.members = name, ensemble, members
         self.markers = set().union(*(m.markers for m in members))
         self.end_tokens = set().union(*(m.end_tokens for m in members))
 
     async def score(self, prompts: Sequence, responses: Sequence, normalize: bool) -> Scored:
         scored = await asyncio.gather(*(m.score(prompts, responses, normalize=True) for m in self.members))
-        rewards, spread = combine_rewards([s.rewards for s in scored], self.mode)
+        rewards, spread = self.ensemble.combine([s.rewards for s in scored])
         return Scored(rewards, sum(s.tokens for s in scored), True, spread)
 
     def describe(self) -> dict:
-        members = [m.describe() for m in self.members]
-        return {"id": self.name, "kind": "ensemble", "mode": self.mode, "members": members}
+        return {"id": self.name, "kind": "ensemble", "mode": self.ensemble.mode,
+                "std_weight": self.ensemble.std_weight, "members": [m.describe() for m in self.members]}
 
 
 @dataclass
@@ -301,7 +305,7 @@ def texts_of(item: str | list[dict]) -> list[str]:
 
 def templated_warnings(prompts: Sequence, responses: Sequence, markers: set[str]) -> list[str]:
     warnings = []
-    for i, item in enumerate(zip(prompts, responses)):
+    for i, item in enumerate(zip(prompts, responses, strict=True)):
         texts = texts_of(item[0]) + texts_of(item[1])
         found = sorted(m for m in markers if any(m in text for text in texts))
         if found:
@@ -339,7 +343,7 @@ def split_queries(request: RewardRequest, end_tokens: set[str]) -> tuple[list[st
     if len(request.prompts) != len(request.query):
         raise ServeError(422, f"{len(request.prompts)} prompts for {len(request.query)} queries")
     responses = []
-    for i, (query, prompt) in enumerate(zip(request.query, request.prompts)):
+    for i, (query, prompt) in enumerate(zip(request.query, request.prompts, strict=True)):
         start = query.find(prompt)
         if start < 0:
             raise ServeError(422, f"query {i} does not contain its prompt", [i])
@@ -348,8 +352,9 @@ def split_queries(request: RewardRequest, end_tokens: set[str]) -> tuple[list[st
 
 
 def create_app(models: Mapping[str, RewardModel], config: ServeConfig | None = None,
-               ensembles: Mapping[str, Sequence[RewardModel]] | None = None) -> FastAPI:
-    """The ASGI app serving `models` and `ensembles` by name; the first name is the default model."""
+               ensembles: Mapping[str, RewardEnsemble] | None = None) -> FastAPI:
+    """The ASGI app serving `models` and `ensembles` by name; the first name is the default model. Each ensemble
+    combines with its own mode and std weight."""
     service = build_service(models, ensembles or {}, config or ServeConfig())
 
     @asynccontextmanager
@@ -374,7 +379,7 @@ async def serve_error_response(request: Request, err: ServeError) -> JSONRespons
     return err.response()
 
 
-def build_service(models: Mapping[str, RewardModel], ensembles: Mapping[str, Sequence[RewardModel]],
+def build_service(models: Mapping[str, RewardModel], ensembles: Mapping[str, RewardEnsemble],
                   config: ServeConfig) -> Service:
     """One ModelScorer (and batcher) per distinct RewardModel, shared by the ensembles that include it."""
     if not models and not ensembles:
@@ -384,13 +389,13 @@ def build_service(models: Mapping[str, RewardModel], ensembles: Mapping[str, Seq
         raise ConfigError(f"names used for both a model and an ensemble: {sorted(clashes)}")
     metrics = Metrics()
     by_identity = {id(rm): ModelScorer(name, rm, config, metrics) for name, rm in models.items()}
-    for name, members in ensembles.items():
-        for i, rm in enumerate(members):
+    for name, ensemble in ensembles.items():
+        for i, rm in enumerate(ensemble.members):
             if id(rm) not in by_identity:
                 by_identity[id(rm)] = ModelScorer(f"{name}[{i}]", rm, config, metrics)
     scorers: dict[str, Scorer] = {name: by_identity[id(rm)] for name, rm in models.items()}
-    for name, members in ensembles.items():
-        scorers[name] = EnsembleScorer(name, [by_identity[id(rm)] for rm in members], config.ensemble_mode)
+    for name, ensemble in ensembles.items():
+        scorers[name] = EnsembleScorer(name, ensemble, [by_identity[id(rm)] for rm in ensemble.members])
     return Service(scorers, [s.batcher for s in by_identity.values()], config, metrics)
 
 
@@ -444,7 +449,7 @@ def add_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/score", dependencies=auth)
     async def score(body: ScoreRequest) -> dict:
         scorer = service.scorer(body.model)
-        prompts, responses = zip(*(item_pair(item) for item in body.items))
+        prompts, responses = zip(*(item_pair(item) for item in body.items), strict=True)
         scored, warnings = await service.score(scorer, prompts, responses, body.normalize, "/v1/score")
         extra = {"uncertainty": scored.uncertainty} if scored.uncertainty is not None else {}
         return {"model": scorer.name, "rewards": scored.rewards, "normalized": scored.normalized,
@@ -475,15 +480,19 @@ def add_routes(app: FastAPI, service: Service) -> None:
         return PlainTextResponse(service.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
 
-def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, trust_remote_code: bool = False):
+def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, ensemble_mode: EnsembleMode | None = None,
+                std_weight: float | None = None, trust_remote_code: bool = False
+                ) -> tuple[dict[str, RewardModel], dict[str, RewardEnsemble]]:
     """`--model DIR | NAME=DIR` and `--ensemble NAME=DIR1,DIR2 | NAME=ENSEMBLE_DIR` into ({name: model},
-    {name: [models]}).
+    {name: ensemble}).
 
-    A bare DIR is named after its folder; a directory used twice is loaded once.
+    A bare DIR is named after its folder; a directory used twice is loaded once. A trained ensemble directory
+    combines with its saved mode and std weight, a list of directories with mean (k = 1); `ensemble_mode` and
+    `std_weight` override both.
     """
     loaded: dict[Path, RewardModel] = {}
 
-    def load(directory: str) -> RewardModel:
+    def load(directory: str | Path) -> RewardModel:
         path = Path(directory).resolve()
         if path not in loaded:
             loaded[path] = RewardModel.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -492,6 +501,8 @@ def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, trus
                                  "responses; score steps offline with `rewardkit score`")
         return loaded[path]
 
+    overrides = {key: value for key, value in (("mode", ensemble_mode), ("std_weight", std_weight))
+                 if value is not None}
     models, ensembles = {}, {}
     for arg in model_args:
         name, _, directory = arg.partition("=") if "=" in arg else (Path(arg).name, "", arg)
@@ -501,12 +512,13 @@ def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, trus
     for arg in ensemble_args:
         name, _, directories = arg.partition("=")
         members = [d for d in directories.split(",") if d]
-        if len(members) == 1 and (Path(members[0]) / ENSEMBLE_FILE).is_file():  # a trained ensemble directory
-            members = [str(Path(members[0]) / member) for member in read_manifest(Path(members[0]))["members"]]
-        if not name or len(members) < 2:
+        if name and len(members) == 1 and is_ensemble(members[0]):  # a trained ensemble directory
+            ensembles[name] = RewardEnsemble.from_pretrained(members[0], load_member=load, **overrides)
+        elif name and len(members) >= 2:
+            ensembles[name] = RewardEnsemble([load(d) for d in members], **overrides)
+        else:
             raise ConfigError(f"--ensemble {arg!r}: expected NAME=DIR1,DIR2[,...] with at least two members, "
                              "or NAME=ENSEMBLE_DIR (from train --ensemble)")
-        ensembles[name] = [load(d) for d in members]
     return models, ensembles
 
 

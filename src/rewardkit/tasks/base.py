@@ -73,7 +73,7 @@ def sample_records(records: list, limit: int | None, seed: int) -> list:
 def source_notes(loaded: list, kept: list, skipped: list, notes: dict, subset: str | None) -> dict:
     """What one source gave: records kept (after `max_pairs`), loaded, skipped as bad (the first 20 named)."""
     return {"subset": subset, "records": len(kept), "loaded": len(loaded), "skipped": len(skipped), **notes,
-            "skip_reasons": [f"{s.location}: {s.reason}" for s in skipped[:20]]}
+            "skip_reasons": [str(s) for s in skipped[:20]]}
 
 
 def load_sources(sources, loader, seed: int) -> tuple[list, dict]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from rewardkit.data.records import PreferencePair
-from rewardkit.metrics.preference import preference_metrics
+from rewardkit.metrics.preference import comparison_metrics
 from rewardkit.models.packing import collate_packed, pack_sequences
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, to_device
 from rewardkit.models.spec import EncodedPair
 
 ENCODE_CHUNK = 256
@@ -45,7 +45,7 @@ def encode_comparisons(rm: RewardModel, pairs: Sequence[PreferencePair]) -> tupl
         prompts = [p.prompt for p in chunk] * 2
         responses = [p.chosen for p in chunk] + [p.rejected for p in chunk]
         encoded = rm.spec.encode_batch(rm.tokenizer, prompts, responses)
-        for pair, chosen, rejected in zip(chunk, encoded[: len(chunk)], encoded[len(chunk) :]):
+        for pair, chosen, rejected in zip(chunk, encoded[: len(chunk)], encoded[len(chunk) :], strict=True):
             if chosen is None or rejected is None:
                 dropped += 1
             else:
@@ -63,9 +63,9 @@ def group_rewards(model: torch.nn.Module, rm: RewardModel, groups: Sequence[Sequ
     mask = torch.tensor([[i < len(group) for i in range(k_max)] for group in groups], device=device)
     if share_prefix:
         batch = collate_packed([pack_sequences([e.input_ids for e in group]) for group in groups], rm.pad_token_id)
-        return model(**{k: v.to(device) for k, v in batch.items()}), mask  # (n, k_max)
+        return model(**to_device(batch, device)), mask  # (n, k_max)
     batch = rm.collate([e for group in groups for e in group])
-    flat = model(**{k: v.to(device) for k, v in batch.items()})  # (responses,)
+    flat = model(**to_device(batch, device))  # (responses,)
     return torch.zeros(mask.shape, device=device, dtype=flat.dtype).masked_scatter(mask, flat), mask
 
 
@@ -79,7 +79,8 @@ def comparison_rewards(model: torch.nn.Module, rm: RewardModel, comparisons: Seq
 
 def score_comparisons(rm: RewardModel, comparisons: Sequence[EncodedComparison], batch_size: int = 32):
     """Rewards (chosen, rejected) as float lists."""
-    rewards = rm.score_encoded([c.chosen for c in comparisons] + [c.rejected for c in comparisons], batch_size=batch_size)
+    encoded = [c.chosen for c in comparisons] + [c.rejected for c in comparisons]
+    rewards = rm.score_encoded(encoded, batch_size=batch_size)
     return rewards[: len(comparisons)], rewards[len(comparisons) :]
 
 
@@ -89,13 +90,13 @@ def evaluate_comparisons(rm: RewardModel, comparisons: Sequence[EncodedCompariso
 
     Lengths for the length baseline are response tokens, as in `rewardkit eval`."""
     chosen, rejected = score_comparisons(rm, comparisons)
-    metrics = preference_metrics(
-        chosen,
-        rejected,
-        subsets=[c.pair.subset for c in comparisons],
-        chosen_lengths=[c.chosen.response_length for c in comparisons],
-        rejected_lengths=[c.rejected.response_length for c in comparisons],
-        bootstrap=bootstrap,
-        seed=seed,
-    )
-    return metrics, chosen + rejected
+    scored = [scored_comparison(reward_chosen, reward_rejected, c.pair.subset, c.chosen, c.rejected)
+              for c, reward_chosen, reward_rejected in zip(comparisons, chosen, rejected, strict=True)]
+    return comparison_metrics(scored, bootstrap=bootstrap, seed=seed), chosen + rejected
+
+
+def scored_comparison(reward_chosen: float, reward_rejected: float, subset: str | None, chosen: EncodedPair,
+                      rejected: EncodedPair) -> dict:
+    """A scored pair as `comparison_metrics` reads it, with response lengths in tokens as in `rewardkit eval`."""
+    return {"reward_chosen": reward_chosen, "reward_rejected": reward_rejected, "subset": subset,
+            "chosen_length": chosen.response_length, "rejected_length": rejected.response_length}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,11 +11,11 @@ import torch
 from rewardkit.config import DataConfig, TaskConfig
 from rewardkit.data.labels import load_rankings
 from rewardkit.data.records import Ranking
-from rewardkit.metrics.preference import preference_metrics
+from rewardkit.metrics.preference import comparison_metrics
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import EncodedPair
 from rewardkit.tasks.base import Evaluation, TrainingData, load_split_records
-from rewardkit.tasks.comparisons import group_rewards
+from rewardkit.tasks.comparisons import group_rewards, scored_comparison
 from rewardkit.tasks.losses import plackett_luce_loss, ranking_pairs_loss
 
 
@@ -74,14 +75,11 @@ class ListwiseTask:
         flat = [e for r in examples for e in r.responses]
         scores = iter(rm.score_encoded(flat))
         per_ranking = [[next(scores) for _ in r.responses] for r in examples]
-        pairs = [(r, s, i, j) for r, s in zip(examples, per_ranking) for i in range(len(s)) for j in range(i + 1, len(s))]
-        metrics = preference_metrics(
-            [s[i] for _, s, i, _ in pairs], [s[j] for _, s, _, j in pairs],
-            subsets=[r.ranking.subset for r, *_ in pairs],
-            chosen_lengths=[r.responses[i].response_length for r, _, i, _ in pairs],
-            rejected_lengths=[r.responses[j].response_length for r, _, _, j in pairs],
-            bootstrap=bootstrap,
-        )
-        metrics["top1_accuracy"] = sum(max(range(len(s)), key=s.__getitem__) == 0 for s in per_ranking) / len(per_ranking)
+        scored = [scored_comparison(s[i], s[j], r.ranking.subset, r.responses[i], r.responses[j])
+                  for r, s in zip(examples, per_ranking, strict=True)
+                  for i, j in itertools.combinations(range(len(s)), 2)]
+        metrics = comparison_metrics(scored, bootstrap=bootstrap)
+        top_first = sum(max(range(len(s)), key=s.__getitem__) == 0 for s in per_ranking)
+        metrics["top1_accuracy"] = top_first / len(per_ranking)
         metrics["rankings"] = len(per_ranking)
         return Evaluation(metrics, metrics["overall"]["accuracy"], [x for s in per_ranking for x in s])

@@ -41,7 +41,8 @@ class PairwiseTask:
     unit = "pairs"
     score_name = "accuracy"
 
-    def __init__(self, config: TaskConfig, *, use_margin: bool = False, center_rewards_coefficient: float = 0.0) -> None:
+    def __init__(self, config: TaskConfig, *, use_margin: bool = False,
+                 center_rewards_coefficient: float = 0.0) -> None:
         self.loss_name, self.weight_per_prompt = config.loss, config.weight_per_prompt
         self.tie_strength = config.tie_strength or DEFAULT_TIE_STRENGTH.get(config.loss)
         self.use_margin, self.center_rewards_coefficient = use_margin, center_rewards_coefficient
@@ -54,7 +55,8 @@ class PairwiseTask:
         def loader(source) -> LoadedRecords:
             result = load_preferences(source.path, format=source.format, split=source.split,
                                       on_bad_record=data.on_bad_record, subset=source.subset, ties=source.ties,
-                                      min_agreement=source.min_agreement, weight_by_agreement=source.weight_by_agreement)
+                                      min_agreement=source.min_agreement,
+                                      weight_by_agreement=source.weight_by_agreement)
             return LoadedRecords(result.pairs, result.skipped, result.notes)
 
         train_pairs, train_notes = load_sources(data.train, loader, seed)
@@ -64,7 +66,8 @@ class PairwiseTask:
             split = prepare_preferences(train_pairs, eval_fraction=0.0, max_pairs_per_prompt=cap, seed=seed)
             split.eval = eval_pairs
         else:
-            split = prepare_preferences(train_pairs, eval_fraction=data.eval_fraction, max_pairs_per_prompt=cap, seed=seed)
+            split = prepare_preferences(train_pairs, eval_fraction=data.eval_fraction, max_pairs_per_prompt=cap,
+                                        seed=seed)
         train = [p for p in split.train if self.trains_ties or not p.tie]  # ties stay in the split and the eval
         if not train:
             raise NoTrainingData("no usable training pairs: see `rewardkit data audit` for what the sources hold")
@@ -97,8 +100,8 @@ class PairwiseTask:
         return loss * weight.sum(), correct
 
     def evaluate(self, rm: RewardModel, examples: Sequence[EncodedComparison], *, bootstrap: int = 1000) -> Evaluation:
-        """Accuracy on decided pairs (`rewardkit.metrics.preference.preference_metrics`); with ties, how far apart the model
-        puts tied responses, against decided ones."""
+        """Accuracy on decided pairs (`rewardkit.metrics.preference.preference_metrics`); with ties, how far apart
+        the model puts tied responses, against decided ones."""
         decided = [c for c in examples if not c.pair.tie]
         metrics, rewards = evaluate_comparisons(rm, decided, bootstrap=bootstrap)
         ties = [c for c in examples if c.pair.tie]
@@ -114,7 +117,8 @@ def with_prompt_weights(pairs: Sequence[PreferencePair]) -> list[PreferencePair]
     return [replace(p, weight=(p.weight or 1.0) / per_prompt[prompt_key(p.prompt)]) for p in pairs]
 
 
-def tie_metrics(rm: RewardModel, ties: Sequence[EncodedComparison], chosen: Sequence[float], rejected: Sequence[float]) -> dict:
+def tie_metrics(rm: RewardModel, ties: Sequence[EncodedComparison], chosen: Sequence[float],
+                rejected: Sequence[float]) -> dict:
     """|reward difference| on pairs annotated as ties against decided pairs: a tie-aware model keeps it smaller."""
     tie_a, tie_b = score_comparisons(rm, ties)
     tie_gaps = np.abs(np.array(tie_a) - np.array(tie_b))

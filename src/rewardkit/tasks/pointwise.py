@@ -12,7 +12,7 @@ from rewardkit.config import DataConfig, TaskConfig
 from rewardkit.data.labels import load_ratings
 from rewardkit.data.records import LoadedRecords, RatedResponse, StepSolution
 from rewardkit.metrics.labels import best_of_n_metrics, pairwise_accuracy_within_groups, regression_metrics
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, to_device
 from rewardkit.models.spec import EncodedPair
 from rewardkit.tasks.base import Evaluation, TrainingData, load_split_records
 from rewardkit.tasks.losses import masked_bce_loss, masked_mse_loss
@@ -51,7 +51,8 @@ class PointwiseTask:
         encoded = rm.spec.encode_batch(rm.tokenizer, [r.prompt for r in records], [r.response for r in records])
         kept = [EncodedLabels(r, e, tuple(r.labels.get(a, 0.0) for a in self.attributes),
                              tuple(a in r.labels for a in self.attributes))
-                for r, e in zip(records, encoded) if e is not None and any(a in r.labels for a in self.attributes)]
+                for r, e in zip(records, encoded, strict=True)
+                if e is not None and any(a in r.labels for a in self.attributes)]
         return kept, len(records) - len(kept)
 
     def weight(self, example: EncodedLabels) -> float:
@@ -59,7 +60,7 @@ class PointwiseTask:
 
     def loss(self, model, rm: RewardModel, micro: Sequence[EncodedLabels], device, *, share_prefix: bool):
         batch = rm.collate([e.encoded for e in micro])
-        outputs = model(**{k: v.to(device) for k, v in batch.items()}).reshape(len(micro), -1)  # (b, A)
+        outputs = model(**to_device(batch, device)).reshape(len(micro), -1)  # (b, A)
         targets = torch.tensor([e.targets for e in micro], device=device)
         mask = torch.tensor([e.labelled for e in micro], device=device)
         if self.loss_name == "bce":
@@ -72,7 +73,7 @@ class PointwiseTask:
         outputs = rm.outputs_encoded([e.encoded for e in examples])
         metrics: dict = {"attributes": {}, "n": len(examples)}
         for a, name in enumerate(self.attributes):
-            rows = [(e, out[a]) for e, out in zip(examples, outputs) if e.labelled[a]]
+            rows = [(e, out[a]) for e, out in zip(examples, outputs, strict=True) if e.labelled[a]]
             if not rows:
                 continue
             predictions = [probability(v) if self.loss_name == "bce" else v for _, v in rows]
@@ -81,7 +82,8 @@ class PointwiseTask:
             found["within_prompt_accuracy"] = pairwise_accuracy_within_groups(
                 predictions, targets, [e.record.group or str(e.record.prompt) for e, _ in rows])
             if self.loss_name == "bce":
-                found["accuracy"] = sum((p > 0.5) == (t > 0.5) for p, t in zip(predictions, targets)) / max(len(rows), 1)
+                right = sum((p > 0.5) == (t > 0.5) for p, t in zip(predictions, targets, strict=True))
+                found["accuracy"] = right / len(rows)
             metrics["attributes"][name] = found
         if "correct" in self.attributes:
             groups = candidate_groups(examples, [out[self.attributes.index("correct")] for out in outputs])
@@ -91,8 +93,8 @@ class PointwiseTask:
         values = [m[self.score_name] for m in metrics["attributes"].values() if m.get(self.score_name) is not None]
         names = self.attributes
         predictions = [{"id": e.record.id, "subset": e.record.subset, "group": e.record.group,
-                        "labels": e.record.labels, "outputs": dict(zip(names, out)), "reward": reward}
-                       for e, out, reward in zip(examples, outputs, rewards)]
+                        "labels": e.record.labels, "outputs": dict(zip(names, out, strict=True)), "reward": reward}
+                       for e, out, reward in zip(examples, outputs, rewards, strict=True)]
         return Evaluation(metrics, sum(values) / len(values) if values else float("nan"), rewards, predictions)
 
 
@@ -110,7 +112,7 @@ def candidate_groups(examples: Sequence[EncodedLabels], scores: Sequence[float])
     """(score, correct, answer) of the candidate responses of each group (a question's sampled solutions), for
     best-of-n selection; groups with one candidate choose nothing and are left out."""
     groups: dict[str, list] = {}
-    for e, score in zip(examples, scores):
+    for e, score in zip(examples, scores, strict=True):
         if e.record.group is not None and "correct" in e.record.labels:
             groups.setdefault(e.record.group, []).append((score, e.record.labels["correct"] > 0.5, e.record.answer))
     return [g for g in groups.values() if len(g) > 1]

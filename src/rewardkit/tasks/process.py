@@ -15,7 +15,7 @@ from rewardkit.metrics.labels import (
     pairwise_accuracy_within_groups,
     processbench_metrics,
 )
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, to_device
 from rewardkit.tasks.base import Evaluation, TrainingData, load_split_records
 from rewardkit.tasks.losses import masked_bce_loss
 from rewardkit.tasks.pointwise import EncodedLabels, labelled_accuracy, pad
@@ -41,7 +41,7 @@ class ProcessTask:
     def encode(self, rm: RewardModel, records: Sequence[StepSolution]) -> tuple[list[EncodedLabels], int]:
         encoded = rm.spec.encode_steps(rm.tokenizer, [r.prompt for r in records], [r.steps for r in records])
         kept = []
-        for record, e in zip(records, encoded):
+        for record, e in zip(records, encoded, strict=True):
             labelled = [label is not None for label in record.labels]
             if self.last_step_only:
                 labelled = [False] * (len(labelled) - 1) + labelled[-1:]
@@ -55,7 +55,7 @@ class ProcessTask:
 
     def loss(self, model, rm: RewardModel, micro: Sequence[EncodedLabels], device, *, share_prefix: bool):
         batch, index = rm.collate_steps([e.encoded for e in micro])
-        logits = model(**{k: v.to(device) for k, v in batch.items()}, score_index=index.to(device))  # (b, k_max)
+        logits = model(**to_device(batch, device), score_index=index.to(device))  # (b, k_max)
         k_max = logits.shape[1]
         targets = torch.tensor([pad(e.targets, k_max, 0.0) for e in micro], device=device)
         mask = torch.tensor([pad(e.labelled, k_max, False) for e in micro], device=device)
@@ -70,15 +70,16 @@ class ProcessTask:
         metrics = process_metrics([e.record for e in examples], probabilities)
         predictions = [{"id": e.record.id, "subset": e.record.subset, "first_error": e.record.first_error,
                         "predicted_first_error": first_error_index(p, STEP_THRESHOLD), "labels": e.record.labels,
-                        "step_probabilities": p} for e, p in zip(examples, probabilities)]
+                        "step_probabilities": p} for e, p in zip(examples, probabilities, strict=True)]
         score = metrics["processbench"]["f1"] if metrics.get("processbench") else float("nan")
         return Evaluation(metrics, score, None, predictions)
 
 
 def process_metrics(records: Sequence[StepSolution], probabilities: Sequence[list[float] | None]) -> dict:
     """Metrics of step probabilities against step labels (records whose solution did not fit are counted)."""
-    scored = [(r, p) for r, p in zip(records, probabilities) if p is not None]
-    steps = [(p > STEP_THRESHOLD) == (label > 0.5) for r, ps in scored for p, label in zip(ps, r.labels) if label is not None]
+    scored = [(r, p) for r, p in zip(records, probabilities, strict=True) if p is not None]
+    steps = [(p > STEP_THRESHOLD) == (label > 0.5)
+             for r, ps in scored for p, label in zip(ps, r.labels, strict=True) if label is not None]
     metrics: dict = {"solutions": len(scored), "dropped_too_long": len(records) - len(scored),
                      "step_accuracy": sum(steps) / len(steps) if steps else None, "steps": len(steps)}
     known = [(r, p) for r, p in scored if r.first_error is not None]

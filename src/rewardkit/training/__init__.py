@@ -1,0 +1,1 @@
+"""Stage 4, training: the recipe (one loop for every task family), its setup, log, checkpoints and launcher."""
