@@ -1,9 +1,8 @@
-"""Preference data: one record type, loading from files or the hub, an audit and a train/eval split.
+"""Loading and saving preference pairs: `load_preferences` reads files or the hub, `save_preferences` writes jsonl.
 
     result = load_preferences("hh-rlhf-harmless-base-test.jsonl.gz", on_bad_record="skip")
-    audit = audit_preferences(result.pairs, votes=result.votes)  # duplicates, length baseline, agreement...
-    split = prepare_preferences(result.pairs, eval_fraction=0.1)
-    save_preferences(split.train, "runs/data/train.jsonl")       # canonical jsonl, loads back as format "pairs"
+    result.pairs, result.skipped, result.notes, result.votes     # a `LoadResult` (rewardkit.data.records)
+    save_preferences(result.pairs, "runs/data/pairs.jsonl")      # canonical jsonl, loads back as format "pairs"
 
 Sources: `.jsonl`, `.jsonl.gz`, `.json` (an array, or an object with one list field), `.json.gz`, `.parquet`,
 `.csv`, or else a Hugging Face hub dataset name. Formats, picked by `format="auto"` from the first record's fields
@@ -20,8 +19,14 @@ and, checked before all of them, `rewardbench2` (RewardBench 2: prompt text, cho
 each record is a best-of-n prompt, kept in `groups`, whose every chosen x rejected pair is in `pairs`.
 
 Voted pairs carry their votes (1 = chosen better, 2 = rejected better, 0 = tie). `load_preferences` drops tie pairs
-unless `ties="keep"`, drops pairs below `min_agreement`, can scale weights by agreement, and returns every voted
-item's votes (three-way splits and ties included) for `audit_preferences`' Fleiss' kappa.
+unless `ties="keep"`, drops pairs whose agreement (share of votes for the most-voted option) is below
+`min_agreement`, can scale weights by agreement (`weight_by_agreement`), and returns every voted item's votes
+(three-way splits and ties included) in `LoadResult.votes`. `save_preferences` writes each pair's `to_dict()`, one
+per line (plain `.jsonl`, not gzip).
+
+Auditing a loaded dataset (duplicates, length baseline, Fleiss' kappa over `LoadResult.votes`) is in
+`rewardkit.data.audit` (`audit_preferences`); train/eval splits by prompt are in `rewardkit.data.split`
+(`prepare_preferences`, `split_by_prompt`).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class Scored:
 
 def evaluate_model(rm: RewardModel, data: EvalData, *, name: str, bootstrap: int = 1000, seed: int = 0,
                    batch_size: int = 32, progress: Progress | None = None) -> ModelResult:
-    """Score the data with one model: metrics (`preference_metrics`, plus RewardBench 2) and per-pair predictions."""
+    """Score the data with one model: metrics (`comparison_metrics`, plus RewardBench 2) and per-pair predictions."""
     scored = score_responses(rm, [(p.prompt, r) for p in data.pairs for r in (p.chosen, p.rejected)],
                              batch_size=batch_size, progress=progress, label=f"scoring {name}")
     predictions = []

@@ -206,7 +206,7 @@ def _ci_error(block: dict | None) -> tuple[float, float]:
 def margin_histogram_figure(results: list[ModelResult]) -> Figure:
     """Histogram of margins for right and wrong pairs, one panel per model."""
     figure = Figure(figsize=(4.5 * len(results), 3.5))
-    for axes, result in zip(np.atleast_1d(figure.subplots(1, len(results))), results):
+    for axes, result in zip(np.atleast_1d(figure.subplots(1, len(results))), results, strict=True):
         margins, correct = _margins_and_correct(result)
         edges = np.histogram_bin_edges(margins, bins=30)
         axes.hist(margins[correct], bins=edges, alpha=0.6, label="right")
@@ -357,7 +357,7 @@ def html_text_table(table: TextTable) -> str:
     """Escaped cells; columns named in MISTAKE_TEXT_KEYS keep their line breaks."""
     header, rows = table
     opening = ['<td class="text">' if name in MISTAKE_TEXT_KEYS else "<td>" for name in header]
-    cells = ["".join(f"{td}{html.escape(cell)}</td>" for td, cell in zip(opening, row)) for row in rows]
+    cells = ["".join(f"{td}{html.escape(cell)}</td>" for td, cell in zip(opening, row, strict=True)) for row in rows]
     return _html_table(header, cells)
 
 

@@ -7,11 +7,11 @@ Accuracies are strict, with ties reported beside them, as in `rewardkit.metrics.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-import torch
 
 from rewardkit.metrics.preference import (
     bootstrap_mean_ci,
@@ -216,7 +216,7 @@ def uncertainty_accuracy(correct: Sequence[bool], uncertainty: Sequence[float], 
 
 AGGREGATES = {
     "min": min,
-    "product": lambda p: float(torch.tensor(p, dtype=torch.float64).prod()),
+    "product": lambda p: float(math.prod(p)),
     "last": lambda p: p[-1],
     "mean": lambda p: sum(p) / len(p),
 }

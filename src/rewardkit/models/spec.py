@@ -48,10 +48,14 @@ class ScoringSpec(BaseModel):
     format: Literal["chat_template", "plain"] = Field(
         description="chat_template: render messages with `chat_template`; plain: role-prefixed text."
     )
-    chat_template: str | None = Field(None, description="The Jinja chat template, copied so it travels with the model.")
-    prefix_tokens: list[str] = Field(default_factory=list, description="Special tokens before the prompt (BOS, [CLS]).")
-    separator_tokens: list[str] = Field(default_factory=list, description="Special tokens between prompt and response.")
-    suffix_tokens: list[str] = Field(default_factory=list, description="Special tokens after the response (EOS, [SEP]).")
+    chat_template: str | None = Field(
+        None, description="The Jinja chat template, copied so it travels with the model.")
+    prefix_tokens: list[str] = Field(
+        default_factory=list, description="Special tokens before the prompt (BOS, [CLS]).")
+    separator_tokens: list[str] = Field(
+        default_factory=list, description="Special tokens between prompt and response.")
+    suffix_tokens: list[str] = Field(
+        default_factory=list, description="Special tokens after the response (EOS, [SEP]).")
     token_type_ids: bool = Field(False, description="Mark prompt tokens 0 and response tokens 1 (BERT-style).")
     pad_token: str = Field(description="Padding token; never part of a rendered pair.")
     pooling: Literal["last", "first"] = Field(
@@ -96,7 +100,11 @@ class ScoringSpec(BaseModel):
         if self.format == "plain":
             return render_plain(prompt_messages), render_plain(response_messages, leading_role=False)
         kwargs = {"chat_template": self.chat_template, "tokenize": False}
-        head = tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, **kwargs) if prompt_messages else ""
+        head = (
+            tokenizer.apply_chat_template(prompt_messages, add_generation_prompt=True, **kwargs)
+            if prompt_messages
+            else ""
+        )
         full = tokenizer.apply_chat_template(prompt_messages + response_messages, **kwargs)
         if not full.startswith(head):
             raise ModelError("the chat template renders the prompt differently once a response follows it")
@@ -105,8 +113,10 @@ class ScoringSpec(BaseModel):
     def encode_batch(self, tokenizer, prompts: Sequence, responses: Sequence) -> list[EncodedPair | None]:
         """Token ids for each (prompt, response); None where the response alone exceeds `max_length`."""
         rendered = [self.render(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
-        prompt_ids, response_ids = (self.tokenize(tokenizer, texts) for texts in zip(*rendered)) if rendered else ([], [])
-        return [self.assemble(tokenizer, p, r) for p, r in zip(prompt_ids, response_ids)]
+        prompt_ids, response_ids = (
+            (self.tokenize(tokenizer, texts) for texts in zip(*rendered, strict=True)) if rendered else ([], [])
+        )
+        return [self.assemble(tokenizer, p, r) for p, r in zip(prompt_ids, response_ids, strict=True)]
 
     def tokenize(self, tokenizer, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of rendered texts. In plain format, special-token strings inside user text stay text (the
@@ -117,7 +127,9 @@ class ScoringSpec(BaseModel):
     def encode(self, tokenizer, prompt, response) -> EncodedPair | None:
         return self.encode_batch(tokenizer, [prompt], [response])[0]
 
-    def encode_steps(self, tokenizer, prompts: Sequence, solutions: Sequence[Sequence[str]]) -> list[EncodedPair | None]:
+    def encode_steps(
+        self, tokenizer, prompts: Sequence, solutions: Sequence[Sequence[str]]
+    ) -> list[EncodedPair | None]:
         """Token ids of solutions split into steps, each step followed by the `step_separator` token, whose
         positions are `step_positions`; None where the solution alone exceeds `max_length`.
 
@@ -128,24 +140,31 @@ class ScoringSpec(BaseModel):
         if separator is None:
             raise ModelError("this spec has no step_separator: it is not a process reward model")
         separator_id = single_token_id(tokenizer, separator)
-        rendered = [self.render(tokenizer, p, separator.join(steps) + separator) for p, steps in zip(prompts, solutions, strict=True)]
+        rendered = [
+            self.render(tokenizer, p, separator.join(steps) + separator)
+            for p, steps in zip(prompts, solutions, strict=True)
+        ]
         prompt_ids = self.tokenize(tokenizer, [head for head, _ in rendered]) if rendered else []
         encoded = []
-        for n, ((_, body), steps, ids) in enumerate(zip(rendered, solutions, prompt_ids)):
+        for n, ((_, body), steps, ids) in enumerate(zip(rendered, solutions, prompt_ids, strict=True)):
             segments = body.split(separator)[:-1]  # the text after the last separator (template end) is dropped
             if len(segments) != len(steps):
                 raise DataError(f"solution {n}: a step contains the step separator {separator!r}")
             response_ids = [i for segment in self.tokenize(tokenizer, segments) for i in [*segment, separator_id]]
             pair = self.assemble(tokenizer, ids, response_ids, suffix=False)
             if pair is not None:
-                positions = tuple(i for i, token in enumerate(pair.input_ids) if token == separator_id and i >= pair.prompt_length)
+                positions = tuple(
+                    i for i, token in enumerate(pair.input_ids) if token == separator_id and i >= pair.prompt_length
+                )
                 if len(positions) != len(steps):  # the known failure: labels silently attached to no token
                     raise DataError(f"solution {n}: {len(positions)} separator tokens for {len(steps)} steps")
                 pair = EncodedPair(pair.input_ids, pair.prompt_length, positions)
             encoded.append(pair)
         return encoded
 
-    def assemble(self, tokenizer, prompt_ids: list[int], response_ids: list[int], *, suffix: bool = True) -> EncodedPair | None:
+    def assemble(
+        self, tokenizer, prompt_ids: list[int], response_ids: list[int], *, suffix: bool = True
+    ) -> EncodedPair | None:
         """Join the parts with the special tokens, cutting the prompt from the left to fit `max_length`."""
         prefix, separator, suffix_ids = (tokenizer.convert_tokens_to_ids(t) for t in self.special_token_lists())
         tail = response_ids + (suffix_ids if suffix else [])
@@ -251,7 +270,9 @@ def spec_for_tokenizer(
         raise ModelError(f"{backbone} has no chat template; use format: plain")
     if is_encoder:
         cls, sep = tokenizer.cls_token, tokenizer.sep_token
-        layout = {"prefix_tokens": [cls], "separator_tokens": [sep], "suffix_tokens": [sep], "token_type_ids": token_types}
+        layout = {
+            "prefix_tokens": [cls], "separator_tokens": [sep], "suffix_tokens": [sep], "token_type_ids": token_types
+        }
         pooling = "first"
     else:
         adds_bos = tokenizer.bos_token is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]

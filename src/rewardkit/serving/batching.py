@@ -108,13 +108,14 @@ class Batcher:
         started = loop.time()
         try:
             rewards = await loop.run_in_executor(self.forward_thread, self.forward, [job.pair for job in jobs])
+            results = list(zip(jobs, rewards, strict=True))  # a wrong count fails this batch, not the worker
         except Exception as err:  # the requests get the error; the worker keeps serving
             logger.exception("forward pass failed for model %s", self.name)
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(err)
             return
-        for job, reward in zip(jobs, rewards):
+        for job, reward in results:
             if not job.future.done():
                 job.future.set_result(reward)
         self.record(jobs, started)

@@ -79,7 +79,8 @@ class AsyncRewardClient:
     def __init__(self, url: str, api_key: str | None = None, *, model: str | None = None, timeout: float = 60.0,
                  retries: int = 3, backoff_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.model, self.retries, self.backoff_s = model, retries, backoff_s
-        self.http = httpx.AsyncClient(base_url=url, headers=auth_headers(api_key), timeout=timeout, transport=transport)
+        self.http = httpx.AsyncClient(base_url=url, headers=auth_headers(api_key), timeout=timeout,
+                                      transport=transport)
 
     async def score(self, prompts: Sequence, responses: Sequence, *, normalize: bool = False) -> list[float]:
         return (await self.score_items(pair_items(prompts, responses), normalize=normalize))["rewards"]
@@ -120,7 +121,7 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
 def pair_items(prompts: Sequence, responses: Sequence) -> list[dict]:
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    return [{"prompt": p, "response": r} for p, r in zip(prompts, responses)]
+    return [{"prompt": p, "response": r} for p, r in zip(prompts, responses, strict=True)]
 
 
 def score_body(items: list[dict], model: str | None, normalize: bool) -> dict:

@@ -61,7 +61,7 @@ class Metrics:
                 if n == name:
                     bounds = [str(b) for b in buckets] + ["+Inf"]
                     lines += [f"{name}_bucket{labelled(labels + (('le', le),))} {c}"
-                              for le, c in zip(bounds, counts[:-2] + [counts[-1]])]
+                              for le, c in zip(bounds, counts[:-2] + [counts[-1]], strict=True)]
                     lines += [f"{name}_sum{labelled(labels)} {counts[-2]}",
                               f"{name}_count{labelled(labels)} {counts[-1]}"]
         return "\n".join(lines) + "\n"
