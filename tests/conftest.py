@@ -145,3 +145,21 @@ async def asgi_client(app, headers: dict | None = None, ready: bool = True):
             while ready and (await client.get("/health")).status_code != 200:
                 await asyncio.sleep(0.01)
             yield client
+
+
+# ---- the bad-input corpus (tests/bad_input): one harness for every refusal -----------------------------------------
+def assert_refused(result, *needles: str, exit_code: int = 1, not_written: tuple[Path, ...] = ()) -> str:
+    """A refused command: `exit_code`, exactly one `error:` line on stderr that contains every needle (what and
+    where), no traceback anywhere, nothing on stdout that looks like a result, and none of `not_written` created.
+    Returns the error line."""
+    assert result.exit_code == exit_code, (result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    assert "error:" not in result.stdout and not result.stdout.strip().startswith(("{", "[")), result.stdout
+    for path in not_written:
+        assert not Path(path).exists(), f"{path} was written"
+    return errors[0]

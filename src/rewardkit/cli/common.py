@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from transformers.utils import logging
 
 from rewardkit.errors import RewardkitError
 
 console = Console()
+# errors and warnings go to stderr, one unwrapped line each, so `rewardkit ... > out.json` stays a clean result
+err_console = Console(stderr=True, soft_wrap=True)
 Overrides = Annotated[list[str] | None,
                       typer.Option("--set", help="Override a config field: key=value (repeatable).")]
 
@@ -25,7 +28,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except RewardkitError as err:
-            console.print(f"[red]error:[/red] {err}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
             raise typer.Exit(1) from None
 
     return run
