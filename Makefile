@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/rewardkit demo --output-dir runs/demo
+	$(VENV)/bin/rewardkit demo --output-dir runs/demo --overwrite  # the canned job replaces its last run
 
 # the fast lane (tiny models built in code); test-all adds the integration tests on the real backbones and data
 test: setup

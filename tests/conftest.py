@@ -163,3 +163,14 @@ def assert_refused(result, *needles: str, exit_code: int = 1, not_written: tuple
     for path in not_written:
         assert not Path(path).exists(), f"{path} was written"
     return errors[0]
+
+
+def assert_usage_error(result, *needles: str, not_written: tuple[Path, ...] = ()) -> None:
+    """click's usage error (a bound or a choice): exit code 2, the usage and exactly one `Error:` line on stderr
+    that contains every needle, nothing on stdout, no traceback, none of `not_written` created."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output and not result.stdout.strip(), result.output
+    assert result.stderr.startswith("Usage: "), result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert all(needle in line for needle in needles), (needles, line)
+    assert not any(Path(path).exists() for path in not_written)

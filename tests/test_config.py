@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import SHARED_DATA
-from rewardkit.config import ConfigError, load_config
+from rewardkit.config import ConfigError, UniqueKeyLoader, load_config
 
 
 @pytest.fixture
@@ -32,6 +33,8 @@ def test_overrides_are_parsed_as_yaml(config_file):
 @pytest.mark.parametrize(
     "override, message",
     [
+        ("optim.lr=[1", r"override 'optim.lr=\[1': while parsing a flow sequence: expected ',' or ']'"),
+        ("model.lora={r: 8, r: 9}", r"override 'model.lora={r: 8, r: 9}': duplicate key 'r'"),
         ("optim.lrr=1", "optim.lrr: Extra inputs are not permitted"),
         ("train.batch_size=0", "train.batch_size: Input should be greater than 0"),
         ("train.precision=fp8", "train.precision"),
@@ -65,11 +68,35 @@ def test_task_losses_must_fit_their_family(config_file, task, message):
         load_config(config_file, overrides)
 
 
-def test_unreadable_yaml_is_a_config_error(tmp_path):
+def test_unreadable_yaml_is_a_one_line_config_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model: [unclosed")
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match="cannot read config .*bad.yaml: while parsing a flow sequence") as error:
         load_config(path)
+    assert "\n" not in str(error.value)
+    path.write_bytes(b"model: {backbone: caf\xe9}\n")
+    with pytest.raises(ConfigError, match="cannot read config .*bad.yaml: 'utf-8' codec can't decode"):
+        load_config(path)
+    path.write_text("model: {backbone: a\x00}\n")
+    with pytest.raises(ConfigError, match="bad.yaml: unacceptable character") as error:
+        load_config(path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_key_given_twice_names_the_file_line_and_key(config_file):
+    config_file.write_text(config_file.read_text() + "optim:\n  lr: 1.0e-5\n  warmup_ratio: 0\n  lr: 2.0e-5\n")
+    with pytest.raises(ConfigError, match=r"run.yaml:8: duplicate key 'lr' \(first given on line 6\)"):
+        load_config(config_file)
+    config_file.write_text(config_file.read_text().replace("optim:\n", "data: {}\noptim:\n"))
+    with pytest.raises(ConfigError, match=r"run.yaml:5: duplicate key 'data' \(first given on line 2\)"):
+        load_config(config_file)
+
+
+def test_merge_keys_may_be_overridden_and_a_bom_is_accepted(config_file):
+    text = "base: &base {lr: 1.0e-5, weight_decay: 0.1}\noptim:\n  <<: *base\n  lr: 2.0e-5\n"
+    assert yaml.load(text, Loader=UniqueKeyLoader)["optim"] == {"lr": 2.0e-5, "weight_decay": 0.1}
+    config_file.write_text("\ufeff" + config_file.read_text(), encoding="utf-8")
+    assert load_config(config_file).model.backbone == "minilm-l6"
 
 
 CONFIG_FILES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")) + [

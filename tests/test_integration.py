@@ -23,6 +23,7 @@ def bundled(name: str) -> str:
 def test_bundled_data_loads_with_counted_skips():
     hh = load_preferences(bundled("hh-rlhf-harmless-base-test.jsonl.gz"), on_bad_record="skip")
     assert len(hh.pairs) + len(hh.skipped) == 2312 and hh.notes["no_shared_prefix"] == 5
+    assert len(hh.skipped) == 5  # only the records without a shared prefix: the 4 empty replies are pairs
     assert all(p.prompt[-1]["role"] == "user" for p in hh.pairs)
     panda = load_preferences(bundled("pandalm-testset-v1.json"), format="pandalm", on_bad_record="skip")
     assert panda.notes["ties_dropped"] > 0 and len(panda.pairs) > 700

@@ -1,6 +1,8 @@
 """Training configuration: YAML, then `--set key=value` overrides, then pydantic validation.
 
     config = load_config("configs/minilm.yaml", ["optim.lr=1e-5", "train.epochs=2"])
+
+YAML is read strictly: a key given twice in one mapping is an error naming its line, not a silent last value.
 """
 
 from __future__ import annotations
@@ -12,6 +14,34 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rewardkit.errors import ConfigError
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (keys merged in with `<<` may be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                if key in lines:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key}' (first given on line {lines[key]})", key_node.start_mark)
+                lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> object:
+    """`text` as YAML (`UniqueKeyLoader`); when it cannot be read, a one-line `ConfigError` "WHERE:LINE: problem"
+    (the line only for a text of several lines)."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except yaml.MarkedYAMLError as err:
+        line = f":{err.problem_mark.line + 1}" if err.problem_mark and "\n" in text.strip() else ""
+        context = f"{err.context}: " if err.context else ""
+        raise ConfigError(f"{where}{line}: {context}{err.problem}") from None
+    except yaml.YAMLError as err:  # a reader error: a character YAML does not allow
+        raise ConfigError(f"{where}: {' '.join(str(err).split())}") from None
 
 
 class Strict(BaseModel):
@@ -163,9 +193,10 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict |
     if path is not None:
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read config {path}: {err}") from None
+        raw = parse_yaml(text, f"cannot read config {path}") or {}
         resolve_source_paths(raw, path.parent)
     for override in overrides:
         apply_override(raw, override)
@@ -194,7 +225,7 @@ def apply_override(raw: dict, override: str) -> None:
     if isinstance(node, list):
         list_item(node, leaf, override)  # the index must exist
         leaf = int(leaf)
-    node[leaf] = yaml.safe_load(value)
+    node[leaf] = parse_yaml(value, f"override {override!r}")
 
 
 def list_item(items: list, index: str, override: str):

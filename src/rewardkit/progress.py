@@ -1,8 +1,11 @@
-"""Progress bars (rich) for training and scoring."""
+"""Progress bars (rich) for training and scoring, on stderr: stdout is for results."""
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+PROGRESS_CONSOLE = Console(stderr=True)
 
 
 def smoothed(old: float | None, new: float, decay: float = 0.9) -> float:
@@ -16,7 +19,7 @@ class TrainProgress:
         self.examples_per_step, self.unit = examples_per_step, unit
         self.progress = Progress(
             TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
+            TimeElapsedColumn(), TimeRemainingColumn(), console=PROGRESS_CONSOLE, disable=not enabled,
         )
         self.task = self.progress.add_task("train", total=total_steps, stats="")
         self.loss: float | None = None
@@ -47,5 +50,6 @@ def counting_progress(*, enabled: bool = True) -> Progress:
     """A counter bar with items/s, for scoring and evaluation."""
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled,
+        TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=PROGRESS_CONSOLE,
+        disable=not enabled,
     )

@@ -1,7 +1,10 @@
 """Sources, bad input, save/load, audit and split of `rewardkit.data`, plus the real upstream files."""
 
 import gzip
+import io
 import json
+import os
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -43,15 +46,18 @@ def test_jsonl_gz(tmp_path):
 
 
 def test_json_array_locates_records_by_line(tmp_path):
-    path = write(tmp_path / "prefs.json", json.dumps([PAIR, {**PAIR, "chosen": ""}], indent=2))
-    with pytest.raises(DataError, match=r"prefs.json:7: field 'chosen': empty response"):
+    path = write(tmp_path / "prefs.json", json.dumps([PAIR, {**PAIR, "chosen": 3}], indent=2))
+    with pytest.raises(DataError, match=r"prefs.json:7: field 'chosen': expected a string"):
         load_preferences(path)
 
 
 def test_json_object_with_one_list_field_and_json_lines_named_json(tmp_path):
-    wrapped = write(tmp_path / "wrapped.json", json.dumps({"version": 1, "data": [PAIR, {**PAIR, "rejected": 5}]}))
-    with pytest.raises(DataError, match=r"wrapped.json data\[1\]: field 'rejected': expected a string"):
+    records = {"version": 1, "data": [PAIR, {**PAIR, "rejected": 5}], "note": "x"}
+    wrapped = write(tmp_path / "wrapped.json", json.dumps(records, indent=1))
+    with pytest.raises(DataError, match=r"wrapped.json:9: field 'rejected': expected a string"):
         load_preferences(wrapped)
+    assert [str(s) for s in load_preferences(wrapped, on_bad_record="skip").skipped] == [
+        f"{wrapped}:9: field 'rejected': expected a string or assistant messages, got int"]
     lines = write(tmp_path / "lines.json", jsonl([PAIR, PAIR]))
     assert len(load_preferences(lines).pairs) == 2
 
@@ -65,15 +71,17 @@ def test_parquet_rows_keep_messages_and_are_located_by_row(tmp_path):
     pq.write_table(pa.Table.from_pylist([
         {"prompt": messages, "chosen": [{"role": "assistant", "content": "Hello"}], "rejected": []},
     ]), path)
-    with pytest.raises(DataError, match=r"prefs.parquet row 0: field 'rejected': empty response"):
+    with pytest.raises(DataError, match=r"prefs.parquet row 0: field 'rejected': expected one or more assistant"):
         load_preferences(path)
 
 
 def test_csv_cells_stay_strings_and_numbers_parse(tmp_path):
-    path = write(tmp_path / "prefs.csv", 'prompt,chosen,rejected,margin\n"What is 6*7?",42,41,1.5\nHi,Hello,,\n')
-    (pair,) = load_preferences(path, on_bad_record="skip").pairs
-    assert (pair.chosen, pair.margin) == ("42", 1.5)
-    with pytest.raises(DataError, match=r"prefs.csv row 1: field 'rejected': empty response"):
+    text = 'prompt,chosen,rejected,margin\n"What is 6*7?",42,41,1.5\nHi,Hello,,\nHi,Yo\n'
+    path = write(tmp_path / "prefs.csv", text)
+    first, empty = load_preferences(path, on_bad_record="skip").pairs
+    assert (first.chosen, first.margin) == ("42", 1.5)
+    assert (empty.rejected, empty.margin) == ("", None)  # an empty cell: an empty reply (or an absent number)
+    with pytest.raises(DataError, match=r"prefs.csv row 2: field 'rejected': missing"):  # a short row
         load_preferences(path)
 
 
@@ -125,16 +133,21 @@ RB2 = {"id": "7", "subset": "Math", "prompt": "2+2?", "chosen": ["4", "four"], "
 
 
 def test_rewardbench2_prompts_are_detected_and_give_every_chosen_x_rejected_pair(tmp_path):
-    path = write(tmp_path / "rb2.jsonl", jsonl([RB2, {**RB2, "id": "8", "chosen": [" "]}, {**RB2, "id": 9}]))
+    path = write(tmp_path / "rb2.jsonl", jsonl([RB2, {**RB2, "id": "8", "chosen": [" ", 3]}, {**RB2, "id": 9}]))
     loaded = load_preferences(path, on_bad_record="skip")
     assert [(group.id, group.subset, group.chosen) for group in loaded.groups] == [
         ("7", "Math", ["4", "four"]), ("9", "Math", ["4", "four"])]
     assert [pair.id for pair in loaded.pairs[:4]] == ["7/c0-r0", "7/c0-r1", "7/c0-r2", "7/c1-r0"]
     assert len(loaded.pairs) == 12 and {pair.subset for pair in loaded.pairs} == {"Math"}
-    assert [str(s) for s in loaded.skipped] == [f"{path}:2: field 'chosen': every completion must be non-blank text"]
+    assert [str(s) for s in loaded.skipped] == [f"{path}:2: field 'chosen[1]': expected a string, got int"]
     named = load_preferences(path, format="rewardbench2", on_bad_record="skip", subset_field="id")
     assert [group.subset for group in named.groups] == ["7", "9"] and named.pairs[-1].subset == "9"
     assert load_preferences(write(tmp_path / "pairs.jsonl", jsonl([PAIR]))).groups == []
+
+
+def test_rewardbench2_empty_completion_is_valid(tmp_path):
+    path = write(tmp_path / "rb2.jsonl", jsonl([{**RB2, "chosen": [""]}]))
+    assert load_preferences(path).groups[0].chosen == [""]
 
 
 def test_read_records_yields_raw_records_with_locations(tmp_path):
@@ -153,7 +166,16 @@ def test_read_records_yields_raw_records_with_locations(tmp_path):
     ('{"prompt": "p", "rejected": "b"}', r"prefs.jsonl:2: field 'chosen': missing"),
     ('{"prompt": "p", "chosen": ["a"], "rejected": "b"}', r"prefs.jsonl:2: field 'chosen\[0\]': expected a message"),
     ('{"prompt": 3, "chosen": "a", "rejected": "b"}', r"prefs.jsonl:2: field 'prompt': expected a string or a list"),
-    ('{"prompt": "p", "chosen": " \\n ", "rejected": "b"}', r"prefs.jsonl:2: field 'chosen': empty response"),
+    ('{"prompt": "p", "chosen": [{"role": "assistant"}], "rejected": "b"}',
+     r"prefs.jsonl:2: field 'chosen\[0\].content': missing"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "chosen": "c"}', r"prefs.jsonl:2: duplicate key 'chosen'"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "margin": NaN}', r"prefs.jsonl:2: NaN is not valid JSON"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "margin": 1e999}', r"prefs.jsonl:2: number 1e999 is out of"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "margin": 1' + "0" * 400 + "}",
+     r"prefs.jsonl:2: field 'margin': an integer of 401 digits is out of float range"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "margin": 1' + "0" * 5000 + "}",
+     r"prefs.jsonl:2: integer of 5001 digits is too long"),
+    ("[" * 100_000, r"prefs.jsonl:2: malformed JSON: nested too deeply"),
     ('{"prompt": "p", "chosen": "a", "rejected": "b", "margin": "wide"}', r"prefs.jsonl:2: field 'margin'"),
     ('[1, 2]', r"prefs.jsonl:2: expected a record \(JSON object\), got list"),
 ])
@@ -189,6 +211,8 @@ def test_malformed_json_array_names_the_line_even_when_skipping(tmp_path):
 @pytest.mark.parametrize("name, content, message", [
     ("empty.jsonl", "\n\n", r"empty.jsonl: no records"),
     ("empty.json", "[]", r"empty.json: no records"),
+    ("blank.json", " \n", r"blank.json: no records"),
+    ("empty.csv", "", r"empty.csv: no records"),
     ("notes.txt", "hello", r"notes.txt: unsupported file type"),
 ])
 def test_file_level_errors(tmp_path, name, content, message):
@@ -204,6 +228,74 @@ def test_missing_file_and_unknown_format(tmp_path):
     path = write(tmp_path / "prefs.jsonl", jsonl([PAIR]))
     with pytest.raises(DataError, match=r"prefs.jsonl: unknown format 'alpaca'"):
         load_preferences(path, format="alpaca")
+
+
+def test_a_bom_is_accepted_in_every_text_reader(tmp_path):
+    bom = "\ufeff"
+    texts = {"prefs.jsonl": jsonl([PAIR]), "prefs.json": json.dumps([PAIR]), "lines.json": jsonl([PAIR, PAIR]),
+             "wrapped.json": json.dumps({"data": [PAIR]}), "prefs.csv": "prompt,chosen,rejected\n2+2?,4,5\n"}
+    paths = [write(tmp_path / name, bom + text) for name, text in texts.items()]
+    gz = tmp_path / "prefs.jsonl.gz"
+    gz.write_bytes(gzip.compress((bom + jsonl([PAIR])).encode()))
+    for path in [*paths, gz]:
+        assert load_preferences(path).pairs[0].prompt == "2+2?", path
+
+
+def test_json_array_element_with_a_duplicate_key_is_a_bad_record_and_later_ones_load(tmp_path):
+    text = '[\n {"prompt": "p", "chosen": "a", "chosen": "b", "rejected": "c"},\n {"prompt": "q", "chosen": NaN},\n'
+    path = write(tmp_path / "prefs.json", text + f" {json.dumps(PAIR)}\n]")
+    with pytest.raises(DataError, match=r"prefs.json:2: duplicate key 'chosen'"):
+        load_preferences(path)
+    loaded = load_preferences(path, on_bad_record="skip")
+    assert [pair.id for pair in loaded.pairs] == ["prefs-2"]
+    assert [s.location for s in loaded.skipped] == [f"{path}:2", f"{path}:3"]
+    assert "NaN is not valid JSON" in loaded.skipped[1].reason
+
+
+def test_nested_duplicate_key_and_duplicate_wrapper_key(tmp_path):
+    nested = {**PAIR, "chosen": [{"role": "assistant", "content": "a"}]}
+    line = json.dumps(nested).replace('"content": "a"', '"content": "a", "content": "b"')
+    with pytest.raises(DataError, match=r"prefs.jsonl:1: duplicate key 'content'"):
+        load_preferences(write(tmp_path / "prefs.jsonl", line + "\n"))
+    wrapped = write(tmp_path / "wrapped.json", '{"data": [],\n "data": [' + json.dumps(PAIR) + "]}")
+    with pytest.raises(DataError, match=r"wrapped.json:2: duplicate key 'data'"):
+        load_preferences(wrapped, on_bad_record="skip")
+
+
+def test_duplicate_columns_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv_path = write(tmp_path / "prefs.csv", "prompt,chosen,chosen,rejected\np,a,b,c\n")
+    with pytest.raises(DataError, match=r"prefs.csv:1: duplicate column 'chosen'"):
+        load_preferences(csv_path, on_bad_record="skip")
+    parquet_path = tmp_path / "prefs.parquet"
+    columns = [pa.array(["p"]), pa.array(["a"]), pa.array(["b"]), pa.array(["c"])]
+    pq.write_table(pa.Table.from_arrays(columns, names=["prompt", "chosen", "chosen", "rejected"]), parquet_path)
+    with pytest.raises(DataError, match=r"prefs.parquet: duplicate column 'chosen'"):
+        load_preferences(parquet_path)
+
+
+def test_dash_and_dev_stdin_read_json_lines_from_stdin(monkeypatch):
+    for name in ("-", "/dev/stdin"):
+        stdin = io.TextIOWrapper(io.BytesIO(("\ufeff" + jsonl([PAIR]) + "\n" + '{"prompt": 1}\n').encode()))
+        monkeypatch.setattr(sys, "stdin", stdin)
+        loaded = load_preferences(name, on_bad_record="skip")
+        assert [pair.id for pair in loaded.pairs] == ["stdin-0"]
+        assert [s.location for s in loaded.skipped] == ["<stdin>:3"]
+
+
+def test_an_existing_path_that_is_not_a_regular_file_is_refused(tmp_path):
+    (tmp_path / "prefs.jsonl").mkdir()
+    for name in ("prefs.jsonl", "."):
+        with pytest.raises(DataError, match=r"is a directory; give a data file"):
+            load_preferences(tmp_path / name)
+    with pytest.raises(DataError, match=r"is a directory"):
+        load_preferences(str(tmp_path))  # a str naming a directory is not a hub name
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"pipe.jsonl: not a file"):
+        load_preferences(fifo)
 
 
 # ----------------------------------------------------------------------------------------------- save and load
@@ -255,6 +347,16 @@ def test_audit_counts_duplicates_repeats_identical_and_length_baseline():
     assert audit["chosen_longer_rate"] == 0.5 and audit["length_unit"] == "chars"
     assert "tokens" not in audit
     json.dumps(audit)
+
+
+def test_audit_counts_empty_responses_which_load_as_valid(tmp_path):
+    blank = [{"role": "assistant", "content": " "}]
+    records = [{**PAIR, "chosen": ""}, {**PAIR, "prompt": "", "chosen": blank, "rejected": ""}, PAIR]
+    loaded = load_preferences(write(tmp_path / "prefs.jsonl", jsonl(records)))
+    assert [pair.prompt for pair in loaded.pairs] == ["2+2?", [], "2+2?"]  # an empty prompt is text too
+    audit = audit_preferences(loaded.pairs)
+    assert audit["empty_responses"] == 3 and audit["identical_pairs"] == 0
+    assert audit_preferences([pair("p", "", "")])["identical_pairs"] == 1  # still flagged
 
 
 def test_audit_with_encoder_reports_truncation_drops_and_percentiles():
@@ -371,10 +473,14 @@ def test_real_hh_rlhf_reports_records_without_shared_prefix():
     path = SHARED_DATA / "hh-rlhf-harmless-base-test.jsonl.gz"
     result = load_preferences(path, on_bad_record="skip")
     assert result.notes["records"] == 2312 and result.notes["no_shared_prefix"] == 5
-    assert len(result.pairs) + len(result.skipped) == 2312 and len(result.skipped) == 9  # 5 no prefix, 4 empty
+    assert len(result.pairs) + len(result.skipped) == 2312 and len(result.skipped) == 5  # no shared prefix
     assert all(p.prompt[-1]["role"] == "user" and p.chosen[0]["role"] == "assistant" for p in result.pairs)
-    assert 0.40 < audit_preferences(result.pairs)["chosen_longer_rate"] < 0.48  # README: about 44%
-    with pytest.raises(DataError, match=r"hh-rlhf-harmless-base-test.jsonl.gz:87: field 'chosen': empty response"):
+    audit = audit_preferences(result.pairs)
+    assert 0.40 < audit["chosen_longer_rate"] < 0.48  # README: about 44%
+    assert audit["empty_responses"] == 4 and audit["identical_pairs"] == 0
+    line_87 = next(p for p in result.pairs if p.id == "hh-rlhf-harmless-base-test-86")
+    assert line_87.chosen == [{"role": "assistant", "content": ""}]  # an empty reply: kept
+    with pytest.raises(DataError, match=r"hh-rlhf-harmless-base-test.jsonl.gz:1255: field 'rejected': no shared"):
         load_preferences(path)
 
 
@@ -398,7 +504,7 @@ def test_real_pandalm_majority_and_non_string_responses():
     result = load_preferences(SHARED_DATA / "pandalm-testset-v1.json", on_bad_record="skip")
     non_strings = [s for s in result.skipped if "expected a string, got bool" in s.reason]
     assert len(non_strings) == 6
-    assert result.notes["ties_dropped"] == 103
+    assert result.notes["ties_dropped"] == 105 and len(result.skipped) == 6  # empty responses are kept
     assert len(result.pairs) + len(result.skipped) + result.notes["ties_dropped"] == 999
     assert {p.subset for p in result.pairs} == {"pandalm"}
 
@@ -407,13 +513,13 @@ def test_real_pandalm_majority_and_non_string_responses():
 def test_real_pandalm_agreement_and_tie_options():
     path = SHARED_DATA / "pandalm-testset-v1.json"
     result = load_preferences(path, on_bad_record="skip")
-    assert result.notes == {"records": 999, "ties_dropped": 103, "kept_with_2_of_3_votes": 94}
+    assert result.notes == {"records": 999, "ties_dropped": 105, "kept_with_2_of_3_votes": 96}
     agreement = audit_preferences(result.pairs, votes=result.votes)["agreement"]
-    assert agreement["items_with_votes"] == 939  # 999 less 60 bad records (empty or non-string responses)
-    assert agreement["majority_strength"] == {"3/3": 826, "2/3": 113}
-    assert (agreement["tie_majority"], agreement["no_majority"]) == (103, 0)
-    assert agreement["fleiss_kappa"] == pytest.approx(0.8645, abs=1e-4)
+    assert agreement["items_with_votes"] == 993  # 999 less 6 bad records (non-string responses)
+    assert agreement["majority_strength"] == {"3/3": 877, "2/3": 116}
+    assert (agreement["tie_majority"], agreement["no_majority"]) == (105, 0)
+    assert agreement["fleiss_kappa"] == pytest.approx(0.8678, abs=1e-4)
     kept = load_preferences(path, on_bad_record="skip", ties="keep")
-    assert sum(p.tie for p in kept.pairs) == 103 and len(kept.pairs) == len(result.pairs) + 103
+    assert sum(p.tie for p in kept.pairs) == 105 and len(kept.pairs) == len(result.pairs) + 105
     unanimous = load_preferences(path, on_bad_record="skip", min_agreement=1.0)
-    assert len(unanimous.pairs) == 836 - 94 and unanimous.notes["below_min_agreement"] == 94
+    assert len(unanimous.pairs) == 888 - 96 and unanimous.notes["below_min_agreement"] == 96

@@ -93,11 +93,12 @@ def test_implicit_hh_without_shared_prefix_is_counted_and_skipped(tmp_path):
         load(tmp_path, [good, diverging])
 
 
-def test_implicit_hh_without_assistant_marker_or_with_empty_reply_is_bad(tmp_path):
+def test_implicit_hh_without_assistant_marker_is_bad_and_an_empty_reply_is_kept(tmp_path):
     with pytest.raises(DataError, match=r"tiny.jsonl:1: field 'chosen': no '\\n\\nAssistant:' turn"):
         load(tmp_path, [{"chosen": "just text", "rejected": "\n\nHuman: a\n\nAssistant: b"}], format="implicit")
-    with pytest.raises(DataError, match=r"tiny.jsonl:1: field 'rejected': empty response"):
-        load(tmp_path, [{"chosen": HH_PROMPT + "\n\nAssistant: Blue.", "rejected": HH_PROMPT + "\n\nAssistant:  "}])
+    record = {"chosen": HH_PROMPT + "\n\nAssistant: Blue.", "rejected": HH_PROMPT + "\n\nAssistant:  "}
+    (pair,) = load(tmp_path, [record]).pairs
+    assert pair.rejected == [assistant("")]
 
 
 def test_implicit_conversational_splits_at_the_last_assistant_message(tmp_path):
@@ -295,3 +296,22 @@ def test_to_dict_round_trips_ties_and_votes():
     assert pair_from_dict(json.loads(json.dumps(pair.to_dict()))) == pair
     assert "tie" not in PreferencePair("p", "a", "b", id="y").to_dict()
     assert PreferencePair("p", "a", "b", id="y").agreement is None
+
+
+@pytest.mark.parametrize("record, empty", [
+    ({"prompt": "", "chosen": "", "rejected": "b"}, ""),
+    ({"messages": [user("Hi")], "chosen": [assistant(" ")], "rejected": "b"}, [assistant(" ")]),
+    ({"conversations": [{"from": "human", "value": "Hi"}], "chosen": {"from": "gpt", "value": ""}, "rejected": "b"},
+     [assistant("")]),
+    ({"instruction": "Fix", "input": "", "output": ["", "b"]}, [assistant("")]),
+    ({"instruction": "Fix", "input": "", "response1": "", "response2": "b", "annotator1": 1, "annotator2": 1,
+      "annotator3": 2}, [assistant("")]),
+])
+def test_an_empty_reply_is_valid_in_every_pair_format(tmp_path, record, empty):
+    (pair,) = load(tmp_path, [record]).pairs
+    assert pair.chosen == empty
+
+
+def test_a_reply_needs_one_or_more_assistant_messages(tmp_path):
+    with pytest.raises(DataError, match=r"tiny.jsonl:1: field 'chosen': expected one or more assistant messages"):
+        load(tmp_path, [{"prompt": [user("Hi")], "chosen": [], "rejected": "b"}])

@@ -143,7 +143,7 @@ def test_bon_math_takes_pred_else_the_last_boxed_answer(tmp_path):
 @pytest.mark.parametrize("fields, message", [
     ({"score": [True]}, r"field 'score': 1 items for 2 responses"),
     ({"score": [True, 1]}, r"field 'score\[1\]': expected true or false, got int"),
-    ({"code": ["a", " "]}, r"field 'code\[1\]': empty response"),
+    ({"code": ["a", 3]}, r"field 'code\[1\]': expected a string, got int"),
     ({"pred": ["2"]}, r"field 'pred': 1 items for 2 responses"),
 ])
 def test_bon_math_bad_records_name_the_field(tmp_path, fields, message):
@@ -175,7 +175,7 @@ def test_generic_ratings_from_csv_cells(tmp_path):
      r"field 'helpfulness': expected a number, got str"),
     ({"prompt": "Q", "response": "A", "helpfulness": None}, ["helpfulness"], r"no label among the attributes"),
     ({"prompt": "Q", "response": "A", "note": "x"}, None, r"no numeric label field"),
-    ({"prompt": "Q", "response": " ", "helpfulness": 1}, None, r"field 'response': empty response"),
+    ({"prompt": "Q", "response": [], "helpfulness": 1}, None, r"field 'response': expected one or more assistant"),
     (prometheus(), ["helpfulness"], r"no label among the attributes \['helpfulness'\]"),
 ])
 def test_ratings_bad_records(tmp_path, record, attributes, message):
@@ -183,6 +183,19 @@ def test_ratings_bad_records(tmp_path, record, attributes, message):
         load_ratings(write(tmp_path, [record]), attributes=attributes)
     result = load_ratings(write(tmp_path, [record]), attributes=attributes, on_bad_record="skip")
     assert result.records == [] and len(result.skipped) == 1
+
+
+def test_empty_responses_are_valid_in_rankings_and_ratings(tmp_path):
+    ranking = load_rankings(write(tmp_path, [{"prompt": "", "responses": ["best", "", " "]}])).records[0]
+    assert ranking.prompt == "" and ranking.responses == ["best", "", " "]
+    blank_reply = TEMPLATE.replace(" Hello there! ", " ")
+    assert load_ratings(write(tmp_path, [prometheus(instruction=blank_reply)])).records[0].response == ""
+    solutions = load_ratings(write(tmp_path, [{**gsm8k_record(), "6b_finetuning": {"is_correct": False,
+                                                                                    "solution": ""}}])).records
+    assert (solutions[0].response, solutions[0].answer) == ("", None)
+    assert [r.response for r in load_ratings(write(tmp_path, [bon_record(code=["", " "])])).records] == ["", " "]
+    rated = load_ratings(write(tmp_path, [{"prompt": "Q", "response": [assistant("")], "helpfulness": 1}]))
+    assert rated.records[0].response == [assistant("")]
 
 
 def test_attributes_keep_only_the_named_labels_and_must_be_a_list(tmp_path):
@@ -298,5 +311,5 @@ def test_real_rankings_from_ranked_and_pair_files():
     oasst = load_rankings(SHARED_DATA / "oasst-rm-zh.json").records
     assert len(oasst) == 775 and max(len(r.responses) for r in oasst) == 10
     panda = load_rankings(SHARED_DATA / "pandalm-testset-v1.json", on_bad_record="skip")
-    assert len(panda.records) == 836 and panda.notes["ties_dropped"] == 103 and len(panda.skipped) == 60
+    assert len(panda.records) == 888 and panda.notes["ties_dropped"] == 105 and len(panda.skipped) == 6
     assert all(prompt_key(r.prompt) for r in panda.records)

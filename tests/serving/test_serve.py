@@ -460,4 +460,6 @@ def test_cli_serve_passes_ensemble_overrides_and_refuses_bad_options(ensemble_di
     described = served[0].state.service.scorers["e"].describe()
     assert (described["mode"], described["std_weight"]) == ("mean-minus-std", 0.5)
     refused = runner.invoke(cli_app, ["serve", "--ensemble", f"e={ensemble_dir}", "--ensemble-mode", "max"])
-    assert refused.exit_code == 1 and "--ensemble-mode" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code == 2 and "'--ensemble-mode'" in refused.stderr and "Traceback" not in refused.output
+    refused = runner.invoke(cli_app, ["serve", "--ensemble", f"e={ensemble_dir}", "--max-wait-ms", "inf"])
+    assert refused.exit_code == 1 and refused.stderr == "error: --max-wait-ms: Input should be a finite number\n"

@@ -74,6 +74,13 @@ def test_training_learns_and_writes_a_stock_model(llama_dir, toy_data, tmp_path)
     assert good > bad
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["train_records"] + summary["eval_records"] == 48 and summary["steps"] == 12
+    assert (summary["batch_size"], summary["trained_examples_seen"], summary["trained_examples"]) == (8, 96, 36)
+
+
+def test_a_fraction_of_an_epoch_counts_the_examples_trained_not_the_usable_set(llama_dir, toy_data, tmp_path):
+    config = load_config(None, [], base=tiny_config(llama_dir, toy_data, epochs=0.3))
+    summary = train(config, tmp_path / "run", show_progress=False).summary
+    assert (summary["steps"], summary["trained_examples_seen"], summary["trained_examples"]) == (2, 16, 36)
 
 
 def logged_losses(run_dir: Path) -> list[float]:

@@ -2,43 +2,63 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rewardkit.cli.common import console, quiet_transformers, user_errors
+from rewardkit.cli.common import (
+    BatchSizeOption,
+    EnsembleModeOption,
+    FormatOption,
+    OnBadRecordOption,
+    SeedOption,
+    StdWeightOption,
+    console,
+    print_json,
+    quiet_transformers,
+    refuse_ensemble_options,
+    user_errors,
+)
+from rewardkit.errors import ConfigError
 from rewardkit.evaluation.report import ModelResult, console_table
 from rewardkit.evaluation.run import EvalConfig, evaluate
+from rewardkit.models.ensemble import is_ensemble
 
 
 @user_errors
 def evaluate_command(
-    model: Annotated[list[Path], typer.Option(
-        help="Trained reward model directory; repeat to compare models (the first is the reference).")],
-    data: Annotated[list[str], typer.Option(help="Preference file or hub dataset (repeatable).")],
-    out: Annotated[Path, typer.Option(help="Writes metrics.json, predictions.jsonl, report.html and report.md here.")],
-    subset_field: Annotated[str | None, typer.Option(help="Record field naming each pair's subset.")] = None,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
-    seed: int = 0,
+    model: Annotated[list[Path], typer.Option(metavar="DIR", help=(
+        "Trained reward model or ensemble directory; repeat to compare models (the first is the reference)."))],
+    data: Annotated[list[str], typer.Option(metavar="FILE", help="Preference file or hub dataset (repeatable).")],
+    out: Annotated[Path, typer.Option(
+        metavar="DIR", help="Writes metrics.json, predictions.jsonl, report.html and report.md here.")],
+    subset_field: Annotated[str | None, typer.Option(
+        metavar="FIELD", help="Record field naming each pair's subset (default: the record's subset).")] = None,
+    bootstrap: Annotated[int, typer.Option(
+        min=0, metavar="N", help="Bootstrap resamples for the 95% CIs (0: none).")] = 1000,
+    seed: SeedOption = 0,
     fit_temperature: Annotated[bool, typer.Option(
-        help="Save the fitted calibration temperature in each model's scoring spec.")] = False,
-    format: Annotated[str, typer.Option(
-        help="auto, rewardbench2, or an importer: pairs, implicit, sharegpt, ranked, pandalm.")] = "auto",
-    on_bad_record: Annotated[str, typer.Option(
-        help="error: stop at the first bad record; skip: count it and go on.")] = "error",
-    batch_size: int = 32,
-    ensemble_mode: Annotated[str | None, typer.Option(
-        help="Ensembles: mean, min or mean-minus-std (default: the mode saved with the ensemble).")] = None,
-    std_weight: Annotated[float | None, typer.Option(help="Ensembles: k in mean - k * std.")] = None,
+        "--fit-temperature", help="Save the fitted calibration temperature in each model's scoring spec.")] = False,
+    format: FormatOption = "auto",
+    on_bad_record: OnBadRecordOption = "error",
+    batch_size: BatchSizeOption = 32,
+    ensemble_mode: EnsembleModeOption = None,
+    std_weight: StdWeightOption = None,
 ) -> None:
-    """Score preference files with one or more reward models; write metrics, predictions and an HTML report.
+    """Evaluate reward models on preference files; write a report.
 
     metrics.json holds one model's metrics, or {"models": {name: metrics}, "comparison": {name: paired bootstrap
     against the first model}} for several. With --fit-temperature, P(a preferred over b) = sigmoid((reward_a -
-    reward_b) / T) is calibrated by the saved temperature T.
+    reward_b) / T) is calibrated by the saved temperature T. Pointwise and process models are scored against the
+    labels of rating, outcome and step files.
     """
+    ensembles = [directory for directory in model if is_ensemble(directory)]
+    refuse_ensemble_options(ensemble_mode, std_weight, has_ensemble=bool(ensembles),
+                            why_not="no --model directory is an ensemble")
+    if fit_temperature and ensembles:
+        raise ConfigError(f"--fit-temperature saves a temperature into one model's scoring spec; {ensembles[0]} is "
+                          "an ensemble (evaluate its members for their temperatures)")
     quiet_transformers()
     config = EvalConfig(models=model, data=data, out_dir=out, subset_field=subset_field, bootstrap=bootstrap,
                         seed=seed, fit_temperature=fit_temperature, format=format, on_bad_record=on_bad_record,
@@ -46,7 +66,7 @@ def evaluate_command(
     results = evaluate(config)
     if "overall" not in results[0].metrics:  # scored against labels (ratings, verifier outcomes, steps)
         for result in results:
-            console.print_json(json.dumps(result.metrics))
+            print_json(result.metrics)
         console.print(f"metrics: {config.out_dir / 'metrics.json'}")
         return
     console.print(console_table(results))

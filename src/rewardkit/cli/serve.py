@@ -1,67 +1,121 @@
-"""`rewardkit serve`."""
+"""`rewardkit serve`: its limits are the fields of `ServeConfig`, with their descriptions, bounds and defaults."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
+import annotated_types
 import torch
 import typer
 from pydantic import ValidationError
 
-from rewardkit.cli.common import console, quiet_transformers, user_errors
+from rewardkit.cli.common import (
+    EnsembleModeOption,
+    StdWeightOption,
+    console,
+    quiet_transformers,
+    refuse_ensemble_options,
+    user_errors,
+    warn,
+)
 from rewardkit.errors import ConfigError
 from rewardkit.serving.app import ServeConfig, create_app, load_models, run_server
 
+FIELDS = ServeConfig.model_fields
+
+
+def config_option(name: str, metavar: str = "N") -> Any:
+    """The typer option of ServeConfig field `name`: its description and its `ge` / `le` bounds."""
+    bounds = {}
+    for rule in FIELDS[name].metadata:
+        if isinstance(rule, annotated_types.Ge):
+            bounds["min"] = rule.ge
+        elif isinstance(rule, annotated_types.Le):
+            bounds["max"] = rule.le
+    return typer.Option(metavar=metavar, help=FIELDS[name].description, **bounds)
+
 
 def serve_config(options: dict) -> ServeConfig:
-    """The options given as a ServeConfig; a value it refuses is a ConfigError naming the option."""
+    """The options as a ServeConfig; what it refuses is one ConfigError line naming each option (`--port: ...`)."""
     try:
         return ServeConfig(**options)
     except ValidationError as err:
-        problems = "; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid serve options: {problems}") from None
+        raise ConfigError("; ".join(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+                                    for e in err.errors())) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def check_exposure(config: ServeConfig, insecure: bool) -> None:
+    """A non-loopback host needs an API key, or --insecure (then a warning)."""
+    if config.api_key or is_loopback(config.host):
+        return
+    if not insecure:
+        raise ConfigError(f"--host {config.host} is not a loopback address: require an API key with --api-key-env, "
+                          "or pass --insecure to serve without one")
+    warn(f"serving on {config.host} without an API key (--insecure): anyone who can reach port {config.port} can "
+         "use it")
+
+
+def api_key(variable: str | None) -> str | None:
+    """The key in environment variable `variable` (None without one)."""
+    if variable is None:
+        return None
+    if not os.environ.get(variable):
+        raise ConfigError(f"--api-key-env {variable}: that environment variable is not set")
+    return os.environ[variable]
 
 
 @user_errors
 def serve(
-    model: Annotated[list[str] | None, typer.Option(
-        help="Model directory, or NAME=DIR (repeatable); the first is the default.")] = None,
-    ensemble: Annotated[list[str] | None, typer.Option(
-        help="NAME=DIR1,DIR2,... or NAME=ENSEMBLE_DIR: serve the members' combined z-scores (repeatable).")] = None,
-    ensemble_mode: Annotated[str | None, typer.Option(help=(
-        "Ensembles: mean, min or mean-minus-std (default: the mode saved with the ensemble; mean for a list)."
-    ))] = None,
-    std_weight: Annotated[float | None, typer.Option(
-        help="Ensembles: k in mean - k * std (default: the saved one; 1 for a list).")] = None,
-    host: Annotated[str | None, typer.Option(help="Interface to bind (loopback by default).")] = None,
-    port: int | None = None,
-    api_key_env: Annotated[str | None, typer.Option(
-        help="Require 'Authorization: Bearer <key>', the key read from this environment variable.")] = None,
-    max_batch_tokens: Annotated[int | None, typer.Option(help="Padded tokens per forward pass.")] = None,
-    max_batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass (1: no batching).")] = None,
-    max_wait_ms: Annotated[float | None, typer.Option(
-        help="How long a queued pair waits for others to join its batch.")] = None,
-    max_items: Annotated[int | None, typer.Option(help="Pairs per request.")] = None,
-    max_request_tokens: Annotated[int | None, typer.Option(help="Tokens per request.")] = None,
-    max_request_chars: Annotated[int | None, typer.Option(help="Characters per request.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help=(
-        "torch intra-op threads for forward passes (torch.set_num_threads); 1 is steadiest on a shared CPU."))] = None,
-    trust_remote_code: bool = False,
+    model: Annotated[list[str] | None, typer.Option(metavar="[NAME=]DIR", help=(
+        "Model directory, named after its folder, or NAME=DIR (repeatable); the first model served is the "
+        "default."))] = None,
+    ensemble: Annotated[list[str] | None, typer.Option(metavar="NAME=DIR[,DIR...]", help=(
+        "Serve the members' combined z-scores: NAME=ENSEMBLE_DIR (from train --ensemble), or NAME=DIR1,DIR2,... "
+        "(mean, k = 1 unless --ensemble-mode / --std-weight say otherwise; repeatable)."))] = None,
+    ensemble_mode: EnsembleModeOption = None,
+    std_weight: StdWeightOption = None,
+    host: Annotated[str, config_option("host", metavar="ADDRESS")] = FIELDS["host"].default,
+    port: Annotated[int, config_option("port", metavar="PORT")] = FIELDS["port"].default,
+    api_key_env: Annotated[str | None, typer.Option(metavar="VARIABLE", help=(
+        "Require 'Authorization: Bearer <key>', the key read from this environment variable (default: no "
+        "key; then only a loopback --host is allowed, unless --insecure)."))] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Allow a non-loopback --host without an API key (a warning is printed).")] = False,
+    max_batch_tokens: Annotated[int, config_option("max_batch_tokens")] = FIELDS["max_batch_tokens"].default,
+    max_batch_size: Annotated[int, config_option("max_batch_size")] = FIELDS["max_batch_size"].default,
+    max_wait_ms: Annotated[float, config_option("max_wait_ms", metavar="MS")] = FIELDS["max_wait_ms"].default,
+    max_items: Annotated[int, config_option("max_items")] = FIELDS["max_items"].default,
+    max_request_tokens: Annotated[int, config_option("max_request_tokens")] = FIELDS["max_request_tokens"].default,
+    max_request_chars: Annotated[int, config_option("max_request_chars")] = FIELDS["max_request_chars"].default,
+    threads: Annotated[int | None, typer.Option(min=1, metavar="N", help=(
+        "torch intra-op threads for forward passes (default: torch's choice); 1 is steadiest on a shared "
+        "CPU."))] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Run modeling code shipped with a model (only for models you trust).")] = False,
 ) -> None:
-    """Serve reward models over HTTP: POST /v1/score, POST /get_reward (OpenRLHF), /health, /v1/models, /metrics.
+    """Serve reward models over HTTP.
 
-    Options left out take the defaults of rewardkit.serving.app.ServeConfig.
+    Routes: POST /v1/score, POST /get_reward (OpenRLHF), GET /health, /v1/models and /metrics (see
+    rewardkit.serving.app).
     """
-    options = {"host": host, "port": port, "ensemble_mode": ensemble_mode, "std_weight": std_weight,
-               "max_batch_tokens": max_batch_tokens, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms,
-               "max_items": max_items, "max_request_tokens": max_request_tokens,
-               "max_request_chars": max_request_chars}
-    if api_key_env:
-        if not os.environ.get(api_key_env):
-            raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set")
-        options["api_key"] = os.environ[api_key_env]
-    config = serve_config({k: v for k, v in options.items() if v is not None})
+    refuse_ensemble_options(ensemble_mode, std_weight, has_ensemble=bool(ensemble), why_not="no --ensemble is served")
+    config = serve_config({
+        "host": host, "port": port, "api_key": api_key(api_key_env), "ensemble_mode": ensemble_mode,
+        "std_weight": std_weight, "max_batch_tokens": max_batch_tokens, "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms, "max_items": max_items, "max_request_tokens": max_request_tokens,
+        "max_request_chars": max_request_chars})
+    check_exposure(config, insecure)
     if threads:
         torch.set_num_threads(threads)  # before any forward thread starts: each takes the count on first use
     quiet_transformers()

@@ -2,57 +2,72 @@
 
 from __future__ import annotations
 
-import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rewardkit.cli.common import Overrides, console, quiet_transformers, user_errors
-from rewardkit.config import load_config
+from rewardkit.cli.common import Overrides, console, print_json, quiet_transformers, user_errors
+from rewardkit.config import TrainConfig, load_config
+from rewardkit.errors import ConfigError
 from rewardkit.evaluation.report import ModelResult, console_table
 from rewardkit.training.launch import train as train_model
+
+OverwriteOption = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace a model already in OUTPUT_DIR/model (by default that is an error).")]
 
 
 @user_errors
 def train(
-    config: Annotated[Path, typer.Option(help="YAML training config.")],
-    output_dir: Annotated[Path, typer.Option(help="Where the model, metrics and checkpoints go.")],
+    config: Annotated[Path, typer.Option(metavar="FILE", help="YAML training config.")],
+    output_dir: Annotated[Path, typer.Option(metavar="DIR", help="Where the model, metrics and checkpoints go.")],
     set: Overrides = None,
-    ensemble: Annotated[int | None, typer.Option(
-        min=1, help="Train K members on resamples into one ensemble directory (train.ensemble).")] = None,
+    ensemble: Annotated[int | None, typer.Option(min=1, metavar="K", help=(
+        "Train K members on resamples into one ensemble directory (the config's train.ensemble)."))] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train a reward model from a YAML config."""
+    if ensemble is not None and any(o.startswith("train.ensemble=") for o in set or []):
+        raise ConfigError("--ensemble and --set train.ensemble=... both set the ensemble size; give one")
     overrides = [*(set or []), *([f"train.ensemble={ensemble}"] if ensemble else [])]
-    run_training(load_config(config, overrides), output_dir)
+    run_training(load_config(config, overrides), output_dir, overwrite)
 
 
 @user_errors
 def demo(
-    output_dir: Annotated[Path, typer.Option(help="Where the model and metrics go.")] = Path("runs/demo"),
+    output_dir: Annotated[Path, typer.Option(metavar="DIR", help="Where the model and metrics go.")] = Path(
+        "runs/demo"),
     set: Overrides = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
-    """Train a reward model on the bundled data with the bundled backbone (CPU, minutes), then evaluate it."""
+    """Train and evaluate a model on the bundled data (CPU, minutes).
+
+    The bundled backbone and preference data: nothing is downloaded.
+    """
     config_file = resources.files("rewardkit") / "configs" / "demo.yaml"
     with resources.as_file(config_file) as path:
         config = load_config(path, set or [])
-    run_training(config, output_dir)
+    run_training(config, output_dir, overwrite)
 
 
-def run_training(config, output_dir: Path) -> None:
+def run_training(config: TrainConfig, output_dir: Path, overwrite: bool) -> None:
+    """Train, then print the summary and the held-out metrics; under torchrun only rank 0 prints."""
     quiet_transformers()
-    result = train_model(config, output_dir)
+    result = train_model(config, output_dir, overwrite=overwrite)
+    if not is_main_process():
+        return
     summary = result.summary
     precision = "bf16 autocast" if summary["precision"] == "bf16" else "fp32"
     unit = summary["task"]
     members = f"{summary['ensemble']} members, " if summary.get("ensemble") else ""
     dropped = summary["dropped_too_long"]["train"]
-    console.print(f"trained {members}on {summary['trained_examples']} {unit} ({dropped} dropped: "
+    console.print(f"trained {members}{what_was_trained(summary)} ({dropped} dropped: "
                   f"too long for max_length) in {summary['train_seconds']} s: {summary['examples_per_s']} {unit}/s, "
                   f"{precision}")
     if result.metrics and "overall" not in result.metrics:  # label tasks: ratings, verifiers, steps
-        console.print_json(json.dumps(result.metrics))
+        print_json(result.metrics)
         console.print(f"metrics: {output_dir / 'metrics.json'}")
     elif result.metrics:
         console.print(console_table([ModelResult("model", result.metrics, predictions=[])], title="held-out accuracy"))
@@ -64,3 +79,14 @@ def run_training(config, output_dir: Path) -> None:
                           f"{found['by_uncertainty']['least_certain']:.4f}")
         console.print(f"metrics: {output_dir / 'metrics.json'}")
     console.print(f"model:   {result.model_dir}")
+
+
+def what_was_trained(summary: dict) -> str:
+    """"152 pairs (19 steps of 8) of 2975 usable": what the steps saw, against the usable training set."""
+    return (f"{summary['trained_examples_seen']} {summary['task']} ({summary['steps']} steps of "
+            f"{summary['batch_size']}) of {summary['trained_examples']} usable")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch (RANK is set by both), or a plain single process."""
+    return os.environ.get("RANK", "0") == "0"

@@ -1,5 +1,5 @@
-"""What a preference dataset holds: duplicates, identical pairs, lengths, truncation under a scoring spec,
-the length-only baseline and annotator agreement (Fleiss' kappa).
+"""What a preference dataset holds: duplicates, identical pairs, empty replies, lengths, truncation under a scoring
+spec, the length-only baseline and annotator agreement (Fleiss' kappa).
 
     audit = audit_preferences(result.pairs, votes=result.votes)"""
 
@@ -96,6 +96,8 @@ def audit_preferences(
     votes: Sequence[Sequence[int]] | None = None,
 ) -> dict:
     """Data problems and baselines as a JSON-able dict; token statistics (under "tokens") need an encoder.
+    `empty_responses` counts the empty or whitespace-only replies (chosen and rejected each count): valid data, worth
+    knowing about.
 
     Voted items get an "agreement" section: pass `votes` (`LoadResult.votes`, which keeps the items that loading
     dropped, like ties and three-way splits), else the pairs' own votes are used. Its Fleiss' kappa (categories
@@ -110,6 +112,7 @@ def audit_preferences(
         "repeated_prompts": sum(count > 1 for count in per_prompt.values()),
         "pairs_with_repeated_prompts": sum(count for count in per_prompt.values() if count > 1),
         "identical_pairs": sum(pair.chosen == pair.rejected for pair in pairs),
+        "empty_responses": sum(not _plain(reply).strip() for pair in pairs for reply in (pair.chosen, pair.rejected)),
         **_length_baseline(pairs),
     }
     if encoder is not None:

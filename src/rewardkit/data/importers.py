@@ -3,7 +3,9 @@
 Each importer takes one record, its default id ("{file stem}-{record index}") and a notes counter, and returns
 the record's pairs as dicts with keys prompt, chosen, rejected, id, subset, margin, weight (and tie, votes from the
 voted formats, pairs and pandalm, which also take a `Voting`). A bad record raises
-`DataError("field 'chosen': empty response")`; the loader in `rewardkit.data.sources` prefixes where it is.
+`DataError("field 'chosen': missing")`; the loader in `rewardkit.data.sources` prefixes where it is. Texts may be
+empty: an empty reply is a real candidate to score; only a missing field, a non-string or a malformed message
+list is bad input.
 `detect_format` picks an importer from a record's fields, first match in `DETECTION`.
 """
 
@@ -58,11 +60,10 @@ def require_field(record: dict, name: str, parent: str = "") -> Any:
     return record[name]
 
 
-def string_field(value: Any, field_name: str, *, response: bool = False) -> str:
+def string_field(value: Any, field_name: str) -> str:
+    """A string, empty ones included."""
     if not isinstance(value, str):
         raise wrong_type(field_name, "a string", value)
-    if response and not value.strip():
-        raise DataError(f"field '{field_name}': empty response")
     return value
 
 
@@ -92,19 +93,20 @@ def parse_prompt(value: Any, field_name: str) -> Text:
 
 
 def parse_response(value: Any, field_name: str) -> Text:
-    """A reply: a non-blank string, or one or more assistant messages (a lone message dict is accepted)."""
+    """A reply: a string, or one or more assistant messages (a lone message dict is accepted); an empty reply is
+    valid (a policy can produce it and a reward model must score it)."""
     if isinstance(value, str):
-        return string_field(value, field_name, response=True)
+        return value
     if isinstance(value, dict):
         messages = [_message(value, field_name)]
     elif isinstance(value, list):
         messages = parse_messages(value, field_name)
     else:
         raise wrong_type(field_name, "a string or assistant messages", value)
+    if not messages:
+        raise DataError(f"field '{field_name}': expected one or more assistant messages, got an empty list")
     if any(message["role"] != "assistant" for message in messages):
         raise DataError(f"field '{field_name}': a response holds only assistant messages")
-    if not any(message["content"].strip() for message in messages):
-        raise DataError(f"field '{field_name}': empty response")
     return messages
 
 
@@ -130,12 +132,13 @@ def optional_number(record: dict, name: str) -> float | None:
         try:
             number = float(value)
         except ValueError:
-            pass
-        else:
-            if not math.isfinite(number) or (name == "weight" and number <= 0):
-                kind = "positive finite" if name == "weight" else "finite"
-                raise DataError(f"field '{name}': {value!r} is not a {kind} number")
-            return number
+            raise wrong_type(name, "a number", value) from None
+        except OverflowError:
+            raise DataError(f"field '{name}': an integer of {len(str(value))} digits is out of float range") from None
+        if not math.isfinite(number) or (name == "weight" and number <= 0):
+            kind = "positive finite" if name == "weight" else "finite"
+            raise DataError(f"field '{name}': {value!r} is not a {kind} number")
+        return number
     raise wrong_type(name, "a number", value)
 
 
@@ -278,13 +281,14 @@ def _import_pairs(
 
 
 def _split_hh(value: Any, field_name: str) -> tuple[str, str]:
-    """HH-RLHF transcript -> (text up to and including the last "\\n\\nAssistant:", the stripped reply after it)."""
+    """HH-RLHF transcript -> (text up to and including the last "\\n\\nAssistant:", the stripped reply after it,
+    which may be empty)."""
     text = string_field(value, field_name)
     cut = text.rfind(HH_ASSISTANT)
     if cut < 0:
         raise DataError(f"field '{field_name}': no '\\n\\nAssistant:' turn in the transcript")
     cut += len(HH_ASSISTANT)
-    return text[:cut], string_field(text[cut:].strip(), field_name, response=True)
+    return text[:cut], text[cut:].strip()
 
 
 def _hh_messages(prompt_text: str) -> list[Message]:
@@ -387,8 +391,7 @@ def _import_pandalm(
     counted, a tie majority is a tie pair (response1 as chosen) that `voting` keeps or drops."""
     voting = voting or Voting()
     prompt = instruction_prompt(record)
-    responses = [string_field(require_field(record, name), name, response=True)
-                 for name in ("response1", "response2")]
+    responses = [string_field(require_field(record, name), name) for name in ("response1", "response2")]
     votes = tuple(_vote_value(require_field(record, name), name)
                   for name in ("annotator1", "annotator2", "annotator3"))
     voting.tables.append(votes)

@@ -155,7 +155,7 @@ def _import_prometheus(
     template = string_field(require_field(record, "instruction"), "instruction")
     instruction, response, reference = PROMETHEUS_MARKERS
     prompt = _between(template, instruction, response, "instruction")
-    reply = string_field(_between(template, response, reference, "instruction"), "instruction", response=True)
+    reply = _between(template, response, reference, "instruction")
     scores = _judge_scores(record, "gpt4_score")
     category = record.get("category")
     return [_rated(prompt, reply, {"score": sum(scores) / len(scores)}, record_id_or_default(record, default_id),
@@ -180,7 +180,7 @@ def _import_gsm8k_solutions(
         sample = require_field(record, key)
         if not isinstance(sample, dict):
             raise wrong_type(key, "a solution {is_correct, solution}", sample)
-        solution = string_field(require_field(sample, "solution", key), f"{key}.solution", response=True)
+        solution = string_field(require_field(sample, "solution", key), f"{key}.solution")
         correct = _boolean(require_field(sample, "is_correct", key), f"{key}.is_correct")
         rated.append(_rated(question, solution, {"correct": float(correct)}, f"{group}-{key}", attributes,
                             subset=key, group=group, answer=_final_answer(solution)))
@@ -205,8 +205,7 @@ def _import_bon_math(
 ) -> list[dict]:
     """The sampled `code` responses labelled "correct" by `score`; answers from `pred`, else the last \\boxed{}."""
     question = string_field(require_field(record, "question"), "question")
-    responses = [string_field(text, f"code[{i}]", response=True)
-                 for i, text in enumerate(_nonempty_list(record, "code"))]
+    responses = [string_field(text, f"code[{i}]") for i, text in enumerate(_nonempty_list(record, "code"))]
     scores = [_boolean(score, f"score[{i}]")
               for i, score in enumerate(_nonempty_list(record, "score", len(responses)))]
     predictions = _nonempty_list(record, "pred", len(responses)) if "pred" in record else [None] * len(responses)

@@ -5,8 +5,9 @@
     save_preferences(result.pairs, "runs/data/pairs.jsonl")      # canonical jsonl, loads back as format "pairs"
 
 Sources: `.jsonl`, `.jsonl.gz`, `.json` (an array, or an object with one list field), `.json.gz`, `.parquet`,
-`.csv`, or else a Hugging Face hub dataset name. Formats, picked by `format="auto"` from the first record's fields
-(checked in this order):
+`.csv`, `-` (JSON lines on stdin), or else a Hugging Face hub dataset name (read as `rewardkit.data.sources` says:
+strict JSON, a BOM allowed). Empty replies are valid pairs (`audit_preferences` counts them). Formats, picked by
+`format="auto"` from the first record's fields (checked in this order):
 
     sharegpt  conversations [{from, value}], chosen, rejected
     pandalm   instruction, input, response1, response2, annotator1..3 (strict majority, votes kept; splits dropped)

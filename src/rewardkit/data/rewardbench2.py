@@ -30,9 +30,7 @@ def _completions(record: dict, name: str) -> list[str]:
     texts = require_field(record, name)
     if not isinstance(texts, list) or not texts:
         raise DataError(f"field '{name}': expected a non-empty list of completions")
-    if not all(isinstance(text, str) and text.strip() for text in texts):
-        raise DataError(f"field '{name}': every completion must be non-blank text")
-    return texts
+    return [string_field(text, f"{name}[{i}]") for i, text in enumerate(texts)]
 
 
 def import_best_of_group(record: dict, default_id: str | None, notes: Counter) -> list[dict]:

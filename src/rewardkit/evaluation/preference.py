@@ -9,6 +9,7 @@ training's periodic evaluation (`rewardkit.tasks.comparisons.evaluate_comparison
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from rich.progress import Progress
 
 from rewardkit.data.records import PreferencePair, Text
 from rewardkit.data.rewardbench2 import REWARDBENCH2
-from rewardkit.errors import DataError
+from rewardkit.errors import DataError, ModelError
 from rewardkit.evaluation.inputs import EvalData
 from rewardkit.evaluation.report import ModelResult
 from rewardkit.metrics.labels import uncertainty_accuracy
@@ -101,7 +102,7 @@ def score_responses(rm: RewardModel, items: Iterable[tuple[Text, Text]], *, batc
                     progress: Progress | None = None, label: str = "scoring") -> dict[str, Scored | None]:
     """Reward and response length of each unique (prompt, response), keyed by `response_key`; None where the
     response alone exceeds the spec's max length. Each unique item is encoded and scored once, longest first
-    (so the progress bar's time estimate errs on the long side)."""
+    (so the progress bar's time estimate errs on the long side). A non-finite reward is a ModelError."""
     unique = {response_key(prompt, response): (prompt, response) for prompt, response in items}
     keys = list(unique)
     encoded = rm.spec.encode_batch(rm.tokenizer, [unique[k][0] for k in keys], [unique[k][1] for k in keys])
@@ -111,6 +112,9 @@ def score_responses(rm: RewardModel, items: Iterable[tuple[Text, Text]], *, batc
     rewards = rm.score_encoded(encoded, batch_size=batch_size, on_batch=on_batch)
     for key, reward, item in zip(keys, rewards, encoded, strict=True):
         if item is not None:
+            if not math.isfinite(reward):
+                raise ModelError(f"{label}: the model gave a non-finite reward (NaN or infinity); its weights may be "
+                                 "damaged: re-export or retrain it")
             scored[key] = Scored(reward, item.response_length)
     return scored
 

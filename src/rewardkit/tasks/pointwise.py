@@ -95,7 +95,7 @@ class PointwiseTask:
         predictions = [{"id": e.record.id, "subset": e.record.subset, "group": e.record.group,
                         "labels": e.record.labels, "outputs": dict(zip(names, out, strict=True)), "reward": reward}
                        for e, out, reward in zip(examples, outputs, rewards, strict=True)]
-        return Evaluation(metrics, sum(values) / len(values) if values else float("nan"), rewards, predictions)
+        return Evaluation(metrics, sum(values) / len(values) if values else None, rewards, predictions)
 
 
 def labelled_accuracy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

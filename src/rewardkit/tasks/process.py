@@ -71,7 +71,7 @@ class ProcessTask:
         predictions = [{"id": e.record.id, "subset": e.record.subset, "first_error": e.record.first_error,
                         "predicted_first_error": first_error_index(p, STEP_THRESHOLD), "labels": e.record.labels,
                         "step_probabilities": p} for e, p in zip(examples, probabilities, strict=True)]
-        score = metrics["processbench"]["f1"] if metrics.get("processbench") else float("nan")
+        score = metrics["processbench"]["f1"] if metrics.get("processbench") else None
         return Evaluation(metrics, score, None, predictions)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
 from rewardkit.config import TrainConfig
-from rewardkit.io import write_text_atomic
+from rewardkit.io import json_line, write_text_atomic
 
 
 class TrainLog:
@@ -26,7 +25,7 @@ class TrainLog:
     def write(self, step: int, **values) -> None:
         if not self.enabled:
             return
-        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        self.file.write(json_line({"step": step, **values}))
         self.file.flush()
         for key, value in values.items():
             if self.tb is not None and isinstance(value, (int, float)):

@@ -28,7 +28,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from rewardkit.config import TrainConfig
 from rewardkit.errors import TrainingError
-from rewardkit.io import write_json_atomic
+from rewardkit.io import finite_or_none, write_json_atomic
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
 from rewardkit.progress import TrainProgress
@@ -90,8 +90,11 @@ class TrainState:
             progress["best_step"] = self.best_step
         return progress | {"config": config.model_dump(mode="json")}
 
-    def record_eval(self, score: float) -> bool:
-        """Count an evaluation at this step; True when its score is the best so far."""
+    def record_eval(self, score: float | None) -> bool:
+        """Count an evaluation at this step; True when its score is the best so far. An undefined score (None)
+        counts for nothing: neither best nor without improvement."""
+        if score is None:
+            return False
         if self.best_eval_score is None or score > self.best_eval_score:
             self.best_eval_score, self.evals_without_improvement, self.best_step = score, 0, self.step
             return True
@@ -299,10 +302,11 @@ def finish(run: Run, state: TrainState) -> TrainResult:
                      and state.best_eval_score is not None)
         metrics = finish_model(run.task, run.unwrapped(), run.peft_model, run.output_dir / "model", run.eval_set,
                                keep_best=keep_best)
-        if metrics:
-            write_json_atomic(run.output_dir / "metrics.json", metrics)
+        write_metrics(run.output_dir, metrics)
     summary = run.summary | {
-        "steps": state.step, "share_prefix": run.share_prefix, "eval_score_name": run.task.score_name,
+        "steps": state.step, "batch_size": run.config.train.batch_size,
+        "trained_examples_seen": state.step * run.config.train.batch_size,
+        "share_prefix": run.share_prefix, "eval_score_name": run.task.score_name,
         "best_eval_score": state.best_eval_score, "best_step": state.best_step, "train_seconds": round(elapsed, 1),
         "examples_per_s": round(state.examples_seen / elapsed, 2) if elapsed else None,
         "processes": run.accelerator.num_processes, "precision": run.precision}
@@ -340,7 +344,15 @@ def finish_model(task: Task, rm: RewardModel, peft_model, directory: Path, eval_
         return None
     evaluation = task.evaluate(rm, eval_set, bootstrap=1000)
     save_with_normalization(rm, directory, evaluation.rewards)
-    return evaluation.metrics
+    return finite_or_none(evaluation.metrics)
+
+
+def write_metrics(output_dir: Path, metrics: dict | None) -> None:
+    """OUTPUT_DIR/metrics.json, or none when there are no metrics (an overwritten run's file does not stay)."""
+    if metrics:
+        write_json_atomic(output_dir / "metrics.json", metrics)
+    else:
+        (output_dir / "metrics.json").unlink(missing_ok=True)
 
 
 def save_with_normalization(rm: RewardModel, directory: Path, rewards: list[float] | None) -> None:

@@ -16,7 +16,7 @@ from transformers import get_scheduler
 
 from rewardkit.config import LoraConfig, ModelConfig, OptimConfig, TaskConfig, TrainConfig
 from rewardkit.errors import TrainingError
-from rewardkit.models.backbones import head_module
+from rewardkit.models.backbones import backbone_config, head_module, resolve_backbone
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.tasks.base import NoTrainingData, Task, TrainingData
 
@@ -64,6 +64,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def check_backbone(config: ModelConfig) -> None:
+    """What building the model refuses about its backbone (an unknown name, `max_length` over its positions),
+    found from its config alone: an ensemble checks it before loading its data."""
+    backbone_config(config.backbone, resolve_backbone(config.backbone), max_length=config.max_length,
+                    trust_remote_code=config.trust_remote_code)
 
 
 def build_model(config: ModelConfig, task: TaskConfig) -> tuple[RewardModel, object | None]:
