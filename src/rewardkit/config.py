@@ -45,7 +45,7 @@ def parse_yaml(text: str, where: str) -> object:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # epochs=.inf or betas=[.nan, ...] are refused
 
 
 class LoraConfig(Strict):

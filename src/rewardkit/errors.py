@@ -1,7 +1,7 @@
 """The errors a user can act on, all under one base that the CLI turns into one clear line.
 
     RewardkitError
-     ├── DataError        bad or missing data: "FILE:LINE: field 'chosen': empty response"
+     ├── DataError        bad or missing data: "FILE:LINE: field 'chosen': expected a string or ..."
      ├── ConfigError      a config file, override or service option that cannot be used; the message names it
      ├── ModelError       a model directory or backbone that cannot be used as asked
      └── TrainingError    training cannot go on (non-finite loss, too little data); the message says what to change
@@ -16,7 +16,8 @@ class RewardkitError(Exception):
 
 
 class DataError(RewardkitError, ValueError):
-    """Bad preference data; the message says where: "FILE:LINE: field 'chosen': empty response"."""
+    """Bad preference data; the message says where:
+    "FILE:LINE: field 'chosen': expected a string or assistant messages, got int"."""
 
 
 class ConfigError(RewardkitError, ValueError):

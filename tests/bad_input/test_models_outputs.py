@@ -177,6 +177,36 @@ def test_an_ensemble_with_a_damaged_member_names_the_member(llama_dir, tmp_path)
     with pytest.raises(ModelError, match=rf"^{ensemble / ENSEMBLE_FILE} is damaged \(not valid JSON: "):
         RewardEnsemble.from_pretrained(ensemble)
 
+    (ensemble / ENSEMBLE_FILE).write_text(json.dumps({"members": ["member-0", "member-1"]}))
+    with pytest.raises(ModelError, match=rf"^{ensemble / ENSEMBLE_FILE}: missing mode, std_weight; it is not"):
+        RewardEnsemble.from_pretrained(ensemble)
+
+
+@pytest.mark.parametrize("std_weight", [float("inf"), float("nan"), -1.0])
+def test_an_ensemble_std_weight_must_be_finite_and_not_negative(rm, std_weight):
+    member = RewardModel(rm.model, rm.tokenizer, rm.spec.model_copy(update={
+        "normalization": Normalization(mean=0, std=1, n=2)}))
+    with pytest.raises(ConfigError, match="std weight must be a finite number >= 0"):
+        RewardEnsemble([member, member], mode="mean-minus-std", std_weight=std_weight)
+
+
+@pytest.mark.parametrize("damage, needle", [("no weights", "no weights to load"),
+                                            ("tokenizer", "the tokenizer files cannot be read")])
+def test_missing_weights_or_a_damaged_tokenizer_is_one_line(copied_model, pairs_file, tmp_path, damage, needle):
+    if damage == "no weights":
+        (copied_model / "model.safetensors").unlink()
+    else:
+        (copied_model / "tokenizer.json").write_text("{garbage")
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["score", "--model", str(copied_model), "--input", str(pairs_file),
+                                 "--output", str(output)])
+    assert_refused(result, str(copied_model), needle, not_written=(output,))
+
+
+@pytest.mark.parametrize("override", ["train.epochs=.inf", "optim.betas=[.nan, 0.9]", "optim.lr=.nan"])
+def test_non_finite_config_values_are_refused_naming_the_key(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
+        load_config(None, [override], base={"data": {"train": [{"path": "x.jsonl"}]}})
 
 def test_a_scoring_spec_that_is_not_json_names_the_file(copied_model, pairs_file, tmp_path):
     (copied_model / SPEC_FILE).write_text('{"backbone": "x", "format": ')

@@ -64,6 +64,8 @@ class RewardEnsemble:
                  std_weight: float = 1.0) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown ensemble mode {mode!r}; use one of {list(MODES)}")
+        if not (math.isfinite(std_weight) and std_weight >= 0):
+            raise ConfigError(f"the ensemble's std weight must be a finite number >= 0, not {std_weight}")
         unnormalized = [i for i, m in enumerate(members) if m.spec.normalization is None]
         if len(members) < 2 or unnormalized:
             raise ModelError("an ensemble needs two or more members, each with normalization statistics "
@@ -102,7 +104,12 @@ def read_manifest(directory: Path) -> dict:
     path = directory / ENSEMBLE_FILE
     if not path.is_file():
         raise ModelError(f"{directory} has no {ENSEMBLE_FILE}: it is not a rewardkit ensemble")
-    return read_model_json(path)
+    manifest = read_model_json(path)
+    keys = manifest.keys() if isinstance(manifest, dict) else ()
+    missing = [key for key in ("members", "mode", "std_weight") if key not in keys]
+    if missing:
+        raise ModelError(f"{path}: missing {', '.join(missing)}; it is not a rewardkit ensemble manifest")
+    return manifest
 
 
 def save_ensemble(directory: Path, member_dirs: Sequence[Path], *, mode: EnsembleMode = "mean",

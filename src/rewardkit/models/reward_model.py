@@ -93,7 +93,11 @@ class RewardModel(nn.Module):
         """Load a trained reward model; a missing (freshly initialized) score head or damaged weights are a
         ModelError naming the directory."""
         spec = ScoringSpec.load(directory)
-        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+            raise ModelError(f"{directory}: the tokenizer files cannot be read ({one_line(err)}); re-export or "
+                             "retrain the model") from None
         try:
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 directory, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
@@ -101,6 +105,8 @@ class RewardModel(nn.Module):
         except SafetensorError as err:
             raise ModelError(f"{directory}: the weights file (model.safetensors) is damaged ({err}); re-export "
                              "or retrain the model") from None
+        except OSError as err:  # transformers' "no file named model.safetensors ... found"
+            raise ModelError(f"{directory}: no weights to load ({one_line(err)})") from None
         head = head_parameter_names(model)
         missing = [k for k in info["missing_keys"] if k in head]
         if missing:
@@ -349,3 +355,8 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last real token in each row, read from the mask (works for left and right padding)."""
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     return (positions * attention_mask.long()).argmax(-1)
+
+
+def one_line(error: Exception) -> str:
+    """An exception's message on one line (library errors often span several)."""
+    return " ".join(str(error).split())
