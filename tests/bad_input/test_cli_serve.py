@@ -17,7 +17,8 @@ from conftest import KEY, asgi_client, assert_refused, assert_usage_error, runni
 from rewardkit.cli.app import app
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
-from rewardkit.serving.app import ServeConfig, create_app
+from rewardkit.serving.app import create_app
+from rewardkit.serving.requests import ServeConfig
 
 runner = CliRunner()
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -10,8 +10,9 @@ import pytest
 from conftest import KEY, PROMPTS, RESPONSES, asgi_client, running_server, save_tiny_model
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
-from rewardkit.serving.app import ServeConfig, create_app
+from rewardkit.serving.app import create_app
 from rewardkit.serving.client import AsyncRewardClient, RewardClient, RewardServiceError, backoff_delays
+from rewardkit.serving.requests import ServeConfig
 
 
 def scripted(*replies):

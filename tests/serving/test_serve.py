@@ -27,7 +27,8 @@ from rewardkit.errors import ModelError
 from rewardkit.models.ensemble import RewardEnsemble, combine_rewards, save_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
-from rewardkit.serving.app import RewardRequest, ServeConfig, ServeError, create_app, drain, load_models, split_queries
+from rewardkit.serving.app import create_app, drain, load_models
+from rewardkit.serving.requests import RewardRequest, ServeConfig, ServeError, split_queries
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 

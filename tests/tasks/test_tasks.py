@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from conftest import toy_pairs, write_jsonl
-from rewardkit.config import load_config
+from conftest import asgi_client, toy_pairs, write_jsonl
+from rewardkit.config import TaskConfig, load_config
+from rewardkit.data.records import StepSolution
 from rewardkit.evaluation.run import EvalConfig, evaluate
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
-from rewardkit.serving.app import load_models
+from rewardkit.scoring.files import score_file
+from rewardkit.serving.app import create_app, load_models
+from rewardkit.serving.requests import ServeConfig
 from rewardkit.tasks.comparisons import group_rewards
-from rewardkit.training.launch import train
+from rewardkit.tasks.process import ProcessTask
+from rewardkit.tasks.registry import build_task
+from rewardkit.training.launch import member_records, train
 
 WORDS = ["cats", "dogs", "tea", "rain", "maps"]
 
@@ -107,8 +114,6 @@ def test_prompt_weighting_makes_each_prompt_count_once(llama_dir, tmp_path):
     records = [{"instruction": r["prompt"], "input": "", "output": r["responses"]} for r in ranking_records(24)]
     data = write_jsonl(tmp_path / "ranked.jsonl", records)
     cfg = load_config(None, [], base=config(llama_dir, data, {"weight_per_prompt": True}, epochs=1))
-    from rewardkit.tasks.registry import build_task
-
     loaded = build_task(cfg.task).load(cfg.data, 0)
     per_prompt: dict = {}
     for pair in loaded.train:
@@ -282,13 +287,6 @@ def test_an_ensemble_trains_saves_scores_evaluates_and_serves(trained_ensemble, 
 def test_eval_score_and_serve_combine_an_ensemble_alike(trained_ensemble, tmp_path):
     """A trained ensemble whose manifest says mean - 2 * std: `RewardEnsemble.score`, `rewardkit eval`, `score_file`
     and the service give the same rewards (and uncertainties), and the overrides change all of them alike."""
-    import asyncio
-    import shutil
-
-    from conftest import asgi_client
-    from rewardkit.scoring.files import score_file
-    from rewardkit.serving.app import ServeConfig, create_app
-
     model_dir = tmp_path / "ensemble"
     shutil.copytree(trained_ensemble[0].model_dir, model_dir)
     manifest = json.loads((model_dir / "ensemble.json").read_text())
@@ -342,10 +340,6 @@ def test_eval_score_and_serve_combine_an_ensemble_alike(trained_ensemble, tmp_pa
 
 
 def test_last_step_only_supervises_one_position_per_solution(llama_dir):
-    from rewardkit.config import TaskConfig
-    from rewardkit.data.records import StepSolution
-    from rewardkit.tasks.process import ProcessTask
-
     rm = RewardModel.from_backbone(str(llama_dir), max_length=64, step_separator="<|step|>")
     records = [StepSolution(prompt="p", steps=["a", "b", "c"], labels=[1.0, 0.0, 0.0], id="s", first_error=1)]
     [every] = ProcessTask(TaskConfig(type="process")).encode(rm, records)[0]
@@ -355,8 +349,6 @@ def test_last_step_only_supervises_one_position_per_solution(llama_dir):
 
 
 def test_ensemble_members_get_bootstrap_resamples_or_disjoint_shares():
-    from rewardkit.training.launch import member_records
-
     records = list(range(30))
     shares = [member_records(records, i, 3, "disjoint", seed=0) for i in range(3)]
     assert sorted(x for share in shares for x in share) == records and all(len(s) == 10 for s in shares)

@@ -21,7 +21,8 @@ from rewardkit.cli.common import (
     warn,
 )
 from rewardkit.errors import ConfigError
-from rewardkit.serving.app import ServeConfig, create_app, load_models, run_server
+from rewardkit.serving.app import create_app, load_models, run_server
+from rewardkit.serving.requests import ServeConfig
 
 FIELDS = ServeConfig.model_fields
 
