@@ -75,7 +75,7 @@ def test_write_report_writes_both_files_with_the_headline_numbers(tmp_path):
         four_decimals(overall["accuracy"]),
         f"[{four_decimals(low)}, {four_decimals(high)}]",
         f"| Ties | {overall['ties']} |",
-        f"| Pairs | {overall['n']} |",
+        f"| Pairs scored | {overall['n']} |",
         four_decimals(result.metrics["length_baseline"]["accuracy"]),
         four_decimals(calibration["ece"]),
         four_decimals(calibration["brier"]),

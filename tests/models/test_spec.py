@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import toy_pairs
-from rewardkit.errors import ModelError
+from rewardkit.errors import ConfigError, ModelError
+from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import ScoringSpec, SpecEncoder
 from rewardkit.tasks.comparisons import encode_comparisons
@@ -63,6 +64,53 @@ def test_a_response_that_alone_does_not_fit_is_dropped(bert_rm):
     spec = bert_rm.spec.model_copy(update={"max_length": 10})
     assert spec.encode(bert_rm.tokenizer, "q", "a very long response " * 10) is None
     assert spec.encode(bert_rm.tokenizer, "q", "ok") is not None
+
+
+def test_truncate_keeps_the_response_start_and_the_prompt_end_and_flags_the_pair(bert_rm):
+    tok = bert_rm.tokenizer
+    spec = bert_rm.spec.model_copy(update={"max_length": 20, "long_responses": "truncate"})
+    prompt, response = "cats " * 30 + "final words", "the good answer is helpful " * 10
+    encoded = spec.encode(tok, prompt, response)
+    assert len(encoded.input_ids) == 20 and encoded.truncated
+    room = 20 - 3  # [CLS] prompt [SEP] response [SEP]
+    assert encoded.prompt_length - 2 == room // 2, "the prompt keeps at most half the room"
+    prompt_text, response_text = spec.render(tok, prompt, response)
+    response_ids = tok(response_text, add_special_tokens=False)["input_ids"]
+    prompt_ids = tok(prompt_text, add_special_tokens=False)["input_ids"]
+    assert encoded.input_ids[encoded.prompt_length : -1] == response_ids[: room - room // 2], "the start is kept"
+    assert encoded.input_ids[1 : encoded.prompt_length - 1] == prompt_ids[-(room // 2) :], "the prompt's end"
+    assert encoded.input_ids[-1] == tok.sep_token_id, "the suffix stays"
+
+
+def test_truncate_changes_only_pairs_that_do_not_fit(bert_rm):
+    tok, drop = bert_rm.tokenizer, bert_rm.spec.model_copy(update={"max_length": 12})
+    truncate = drop.model_copy(update={"long_responses": "truncate"})
+    prompts, responses = ["q", "q " * 20], ["ok", "fine"]
+    assert truncate.encode_batch(tok, prompts, responses) == drop.encode_batch(tok, prompts, responses)
+    assert not any(e.truncated for e in drop.encode_batch(tok, prompts, responses))
+    [short] = truncate.encode_batch(tok, ["q"], ["a"])
+    assert not short.truncated
+    [cut] = truncate.encode_batch(tok, [""], ["a very long response " * 10])
+    assert cut.truncated and len(cut.input_ids) == 12
+
+
+def test_long_responses_is_a_run_time_choice_not_saved(tmp_path, bert_rm):
+    truncate = bert_rm.spec.model_copy(update={"long_responses": "truncate"})
+    truncate.save(tmp_path)
+    assert "long_responses" not in (tmp_path / "scoring_spec.json").read_text()
+    assert ScoringSpec.load(tmp_path).long_responses == "drop"
+    assert truncate.fingerprint() != bert_rm.spec.fingerprint(), "truncation renders long pairs differently"
+
+
+def test_windowed_spec_stops_at_the_position_limit(bert_rm):
+    config = bert_rm.model.config
+    wider = windowed_spec(bert_rm.spec, config, max_length=512, long_responses="truncate")
+    assert (wider.max_length, wider.long_responses, bert_rm.spec.max_length) == (512, "truncate", 64)
+    assert windowed_spec(bert_rm.spec, config) == bert_rm.spec
+    with pytest.raises(ConfigError, match="max_length 513 is more than .* position embeddings hold 512 tokens"):
+        windowed_spec(bert_rm.spec, config, max_length=513)
+    with pytest.raises(ConfigError, match="'cut'"):
+        windowed_spec(bert_rm.spec, config, long_responses="cut")
 
 
 def test_same_score_alone_padded_left_right_and_in_a_mixed_batch(llama_rm):

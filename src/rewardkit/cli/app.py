@@ -39,6 +39,7 @@ VERBS = {
     "eval": Verb("evaluate", "evaluate_command", "Evaluate reward models on preference files; write a report."),
     "score": Verb("score", "score", "Score prompt-response records with a trained model or ensemble."),
     "serve": Verb("serve", "serve", "Serve reward models over HTTP."),
+    "export": Verb("export", "export", "Export a trained model as a hub-ready directory."),
 }
 
 

@@ -14,6 +14,7 @@ from transformers.utils import logging
 from rewardkit.data.preferences import PREFERENCE_RECORD_TYPES
 from rewardkit.errors import ConfigError, RewardkitError
 from rewardkit.models.ensemble import EnsembleMode
+from rewardkit.models.spec import LongResponses
 
 # results go to stdout, never hard-wrapped (so `rewardkit data audit F > audit.json` is the JSON; a table piped to a
 # file keeps its natural width); errors and warnings go to stderr, one unwrapped line each
@@ -71,3 +72,10 @@ def refuse_ensemble_options(ensemble_mode: str | None, std_weight: float | None,
 def quiet_transformers() -> None:
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+
+
+MaxLengthOption = Annotated[int | None, typer.Option(min=1, metavar="N", help=(
+    "Tokens per pair instead of the model's saved max_length, up to its backbone's position limit."))]
+LongPairsOption = Annotated[LongResponses, typer.Option(help=(
+    "A response alone longer than max_length: drop the pair, or truncate it (keep the response's start, flagged "
+    "'truncated')."))]

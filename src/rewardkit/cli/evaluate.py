@@ -11,6 +11,8 @@ from rewardkit.cli.common import (
     BatchSizeOption,
     EnsembleModeOption,
     FormatOption,
+    LongPairsOption,
+    MaxLengthOption,
     OnBadRecordOption,
     SeedOption,
     StdWeightOption,
@@ -45,13 +47,16 @@ def evaluate_command(
     batch_size: BatchSizeOption = 32,
     ensemble_mode: EnsembleModeOption = None,
     std_weight: StdWeightOption = None,
+    max_length: MaxLengthOption = None,
+    long_pairs: LongPairsOption = "drop",
 ) -> None:
     """Evaluate reward models on preference files; write a report.
 
     metrics.json holds one model's metrics, or {"models": {name: metrics}, "comparison": {name: paired bootstrap
     against the first model}} for several. With --fit-temperature, P(a preferred over b) = sigmoid((reward_a -
     reward_b) / T) is calibrated by the saved temperature T. Pointwise and process models are scored against the
-    labels of rating, outcome and step files.
+    labels of rating, outcome and step files. Coverage (scored / total pairs) stands beside every accuracy:
+    --max-length widens the window (up to the backbone's limit), --long-pairs truncate scores the rest.
     """
     ensembles = [directory for directory in model if is_ensemble(directory)]
     refuse_ensemble_options(ensemble_mode, std_weight, has_ensemble=bool(ensembles),
@@ -62,7 +67,8 @@ def evaluate_command(
     quiet_transformers()
     config = EvalConfig(models=model, data=data, out_dir=out, subset_field=subset_field, bootstrap=bootstrap,
                         seed=seed, fit_temperature=fit_temperature, format=format, on_bad_record=on_bad_record,
-                        batch_size=batch_size, ensemble_mode=ensemble_mode, std_weight=std_weight)
+                        batch_size=batch_size, ensemble_mode=ensemble_mode, std_weight=std_weight,
+                        max_length=max_length, long_pairs=long_pairs)
     results = evaluate(config)
     if "overall" not in results[0].metrics:  # scored against labels (ratings, verifier outcomes, steps)
         for result in results:
@@ -74,14 +80,21 @@ def evaluate_command(
 
 
 def print_eval_notes(config: EvalConfig, results: list[ModelResult]) -> None:
-    """Skipped records, pairs too long to score, saved temperatures and where the outputs are."""
+    """Skipped records, pairs too long to score or truncated, subsets left unscored, saved temperatures and where
+    the outputs are."""
     skipped = results[0].metrics["skipped_records"]
     if skipped:
         console.print(f"skipped {skipped} bad records")
     for directory, result in zip(config.models, results, strict=True):
-        if result.metrics["dropped_too_long"]:
-            console.print(f"{result.name}: {result.metrics['dropped_too_long']} pairs not scored "
-                          "(a response is longer than the model's max_length)")
+        metrics = result.metrics
+        if metrics["dropped_too_long"]:
+            console.print(f"{result.name}: {metrics['dropped_too_long']} of {metrics['overall']['total']} pairs not "
+                          f"scored (a response is longer than max_length {metrics['max_length']}; see --max-length "
+                          "and --long-pairs)")
+        if metrics["truncated"]:
+            console.print(f"{result.name}: {metrics['truncated']} pairs scored with a response's tail cut")
+        if metrics["unscored_subsets"]:
+            console.print(f"{result.name}: no pair scored in subsets {', '.join(metrics['unscored_subsets'])}")
         if config.fit_temperature:
             console.print(f"{result.name}: saved temperature {result.metrics['calibration']['temperature']:.4f} "
                           f"to {directory / 'scoring_spec.json'}")

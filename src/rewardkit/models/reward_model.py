@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from rewardkit.models.backbones import (
 )
 from rewardkit.models.packing import collate_packed, pack_sequences
 from rewardkit.models.spec import EncodedPair, ScoringSpec, check_pairs, require_list
+from rewardkit.models.templates import chat_template_for
 
 
 class RewardModel(nn.Module):
@@ -115,8 +117,14 @@ class RewardModel(nn.Module):
         return cls(model.eval(), tokenizer, spec)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write a stock Hugging Face directory (safetensors) plus the scoring spec, replacing `directory` whole."""
+        """Write a stock Hugging Face directory (safetensors) plus the scoring spec, replacing `directory` whole.
+
+        The saved tokenizer's chat template renders conversations as the spec does (`rewardkit.models.templates`),
+        and the config says `problem_type: regression` with the outputs named (`id2label`), so that consumers
+        that never call rewardkit (TRL, vLLM) get the same ids and raw rewards."""
         directory = Path(directory)
+        self.tokenizer.chat_template = self.consumer_template()
+        self.name_outputs()
         staging = directory.with_name(directory.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         self.model.save_pretrained(staging, safe_serialization=True)
@@ -124,6 +132,22 @@ class RewardModel(nn.Module):
         self.spec.save(staging)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
+
+    def consumer_template(self) -> str | None:
+        """The chat template that renders as the spec does; None (with a warning) where no template can, so a
+        consumer fails loudly instead of scoring other text. Training never stops at the save for it."""
+        try:
+            return chat_template_for(self.spec, self.tokenizer)
+        except ModelError as err:
+            warnings.warn(f"saving without a chat template: {err}", stacklevel=3)
+            return None
+
+    def name_outputs(self) -> None:
+        """Mark the config a regression with one named output per attribute ("reward" for a scalar model)."""
+        names = self.spec.attributes or ["reward"]
+        self.model.config.problem_type = "regression"
+        self.model.config.id2label = dict(enumerate(names))
+        self.model.config.label2id = {name: i for i, name in enumerate(names)}
 
     # ---- computing rewards --------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids=None, position_ids=None,

@@ -7,8 +7,11 @@ Layout of one encoded pair::
 
     prefix_tokens + prompt_ids[-k:] + separator_tokens + response_ids + suffix_tokens
 
-The prompt is cut from the left when the pair is longer than `max_length`; the response is never cut. A pair
-whose response alone does not fit is dropped (`encode_batch` returns None for it) and counted by the caller.
+The prompt is cut from the left when the pair is longer than `max_length`. A pair whose response alone does not
+fit is, with `long_responses="drop"` (the default), dropped (`encode_batch` returns None for it) and counted by the
+caller; with `"truncate"` it keeps the end of its prompt (at most half the room) and the start of its response, the
+response's tail cut as RewardBench does, and is flagged (`EncodedPair.truncated`). `long_responses` and a wider
+`max_length` are run-time choices (`rewardkit.models.backbones.windowed_spec`): `long_responses` is never saved.
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import json
 from collections.abc import Collection, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rewardkit.errors import DataError, ModelError
+from rewardkit.errors import ConfigError, DataError, ModelError
 from rewardkit.io import write_text_atomic
 
 SPEC_FILE = "scoring_spec.json"
 
 
 ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+LongResponses = Literal["drop", "truncate"]
 
 
 class Normalization(BaseModel):
@@ -63,6 +69,8 @@ class ScoringSpec(BaseModel):
     )
     max_length: int = Field(gt=0, description="Maximum tokens per pair; the prompt is cut from the left to fit.")
     truncation: Literal["prompt_left"] = "prompt_left"
+    long_responses: LongResponses = Field("drop", exclude=True, description=(
+        "A response alone over max_length: drop the pair, or truncate (cut the response's tail); not saved."))
     normalization: Normalization | None = None
     clip: tuple[float, float] | None = Field(None, description="Clip normalized rewards to this range.")
     temperature: float | None = Field(None, gt=0, description="Calibration temperature fitted by `rewardkit eval`.")
@@ -117,13 +125,16 @@ class ScoringSpec(BaseModel):
         return head, full[len(head) :]
 
     def encode_batch(self, tokenizer, prompts: Sequence, responses: Sequence) -> list[EncodedPair | None]:
-        """Token ids for each (prompt, response); None where the response alone exceeds `max_length`."""
+        """Token ids for each (prompt, response); where the response alone exceeds `max_length`, None
+        (`long_responses="drop"`) or the pair with the response's tail cut (`"truncate"`)."""
         check_pairs(prompts, responses)
         rendered = [self.render(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
         prompt_ids, response_ids = (
             (self.tokenize(tokenizer, texts) for texts in zip(*rendered, strict=True)) if rendered else ([], [])
         )
-        return [self.assemble(tokenizer, p, r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+        truncate = self.long_responses == "truncate"
+        pairs = zip(prompt_ids, response_ids, strict=True)
+        return [self.assemble(tokenizer, p, r, truncate=truncate) for p, r in pairs]
 
     def tokenize(self, tokenizer, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of rendered texts. In plain format, special-token strings inside user text stay text (the
@@ -138,7 +149,8 @@ class ScoringSpec(BaseModel):
         self, tokenizer, prompts: Sequence, solutions: Sequence[Sequence[str]]
     ) -> list[EncodedPair | None]:
         """Token ids of solutions split into steps, each step followed by the `step_separator` token, whose
-        positions are `step_positions`; None where the solution alone exceeds `max_length`.
+        positions are `step_positions`; None where the solution alone exceeds `max_length` (a solution is never
+        truncated, whatever `long_responses` says: its last steps would lose their labels).
 
         The separator is inserted by id between separately tokenized steps, so it can never merge with the text
         around it (the way "\\n\\n" does in many BPE vocabularies); a step that itself contains the separator text
@@ -173,16 +185,22 @@ class ScoringSpec(BaseModel):
         return encoded
 
     def assemble(
-        self, tokenizer, prompt_ids: list[int], response_ids: list[int], *, suffix: bool = True
+        self, tokenizer, prompt_ids: list[int], response_ids: list[int], *, suffix: bool = True,
+        truncate: bool = False,
     ) -> EncodedPair | None:
-        """Join the parts with the special tokens, cutting the prompt from the left to fit `max_length`."""
+        """Join the parts with the special tokens, cutting the prompt from the left to fit `max_length`; a response
+        that alone does not fit gives None, or with `truncate` keeps its start (the prompt its end, at most half the
+        room)."""
         prefix, separator, suffix_ids = (tokenizer.convert_tokens_to_ids(t) for t in self.special_token_lists())
-        tail = response_ids + (suffix_ids if suffix else [])
-        prompt_budget = self.max_length - len(prefix) - len(separator) - len(tail)
-        if prompt_budget < 0:
+        suffix_ids = suffix_ids if suffix else []
+        room = self.max_length - len(prefix) - len(separator) - len(suffix_ids)
+        truncated = len(response_ids) > room
+        if truncated and (not truncate or room < 1):
             return None
+        prompt_budget = min(len(prompt_ids), room // 2) if truncated else room - len(response_ids)
+        kept_response = response_ids[: room - prompt_budget]
         head = prefix + prompt_ids[max(0, len(prompt_ids) - prompt_budget) :] + separator
-        return EncodedPair(input_ids=head + tail, prompt_length=len(head))
+        return EncodedPair(input_ids=head + kept_response + suffix_ids, prompt_length=len(head), truncated=truncated)
 
     def special_token_lists(self) -> tuple[list[str], list[str], list[str]]:
         return self.prefix_tokens, self.separator_tokens, self.suffix_tokens
@@ -202,7 +220,8 @@ class ScoringSpec(BaseModel):
 
     def fingerprint(self) -> str:
         """A short hash of the spec, to check that two parties render text the same way."""
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+        rendering = self.model_dump() | ({"long_responses": "truncate"} if self.long_responses == "truncate" else {})
+        return hashlib.sha256(json.dumps(rendering, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -210,6 +229,7 @@ class EncodedPair:
     input_ids: list[int]
     prompt_length: int  # tokens before the response (prefix, kept prompt, separator)
     step_positions: tuple[int, ...] | None = None  # process rewards: the separator token ending each step
+    truncated: bool = False  # the response's tail was cut to fit (`long_responses="truncate"`)
 
     @property
     def response_length(self) -> int:
@@ -232,6 +252,12 @@ class SpecEncoder:
     def encode(self, prompt, response) -> list[int] | None:
         encoded = self.spec.encode(self.tokenizer, prompt, response)
         return None if encoded is None else encoded.input_ids
+
+
+def check_long_responses(value: str) -> None:
+    """`value` must be a `LongResponses` choice (a ConfigError otherwise)."""
+    if value not in get_args(LongResponses):
+        raise ConfigError(f"long pairs must be one of {list(get_args(LongResponses))}, not {value!r}")
 
 
 def check_pairs(prompts, responses, *, second: str = "responses") -> None:

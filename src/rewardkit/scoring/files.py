@@ -8,7 +8,9 @@ weighted sum, with the spec's weights or `attribute_weights` given at scoring ti
 `last` and `mean` under `step_aggregates`. An ensemble directory writes its members' combined z-score as `reward`
 (`RewardEnsemble.score`: its saved mode and std weight unless --ensemble-mode / --std-weight override them) and
 their spread as `uncertainty`. A response that alone exceeds the spec's max length gets `"reward": null` and an
-`error`, never a made-up number (so does a non-finite model output). Every line is strict JSON: a NaN or
+`error`, never a made-up number (so does a non-finite model output); with `long_pairs="truncate"` it is scored
+with its tail cut and flagged `"truncated": true`. `max_length` scores with another window than the saved one, up
+to the backbone's position limit (`with_window`; the saved spec is untouched). Every line is strict JSON: a NaN or
 infinity anywhere else in a record (an input field, an attribute) is written as null.
 """
 
@@ -22,16 +24,20 @@ from rewardkit.data.sources import read_records
 from rewardkit.errors import ConfigError, DataError, ModelError
 from rewardkit.io import STDOUT, check_output_file, finite_or_none, write_jsonl
 from rewardkit.metrics.labels import AGGREGATES
+from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.ensemble import RewardEnsemble
 from rewardkit.models.reward_model import RewardModel, require_at_least
+from rewardkit.models.spec import LongResponses
 
 
 def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: str | Path, *, batch_size: int = 32,
-               normalize: bool = False, attribute_weights: dict[str, float] | None = None) -> int:
+               normalize: bool = False, attribute_weights: dict[str, float] | None = None,
+               max_length: int | None = None, long_pairs: LongResponses = "drop") -> int:
     """Score every record of `input` with a reward model or an ensemble and write `output` atomically as JSON lines
     ("-": to standard output); returns the number of records. Options and the output path are checked before
     anything is read."""
     refuse_unusable_options(model, normalize, attribute_weights)
+    model = with_window(model, max_length=max_length, long_pairs=long_pairs)
     require_at_least("batch_size", batch_size, 1)
     if str(output) != STDOUT:
         check_output_file(output)
@@ -47,6 +53,20 @@ def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: s
                              attribute_weights=attribute_weights)
     write_jsonl(output, map(finite_or_none, scored))
     return len(records)
+
+
+def with_window(model: RewardModel | RewardEnsemble, *, max_length: int | None = None,
+                long_pairs: LongResponses = "drop") -> RewardModel | RewardEnsemble:
+    """A copy of the model (its weights shared) scoring with `max_length` (None: the spec's own) and `long_pairs`
+    (`rewardkit.models.backbones.windowed_spec`); an ensemble's members each get the same window. The model
+    itself when neither is asked for."""
+    if max_length is None and long_pairs == "drop":
+        return model
+    if isinstance(model, RewardEnsemble):
+        members = [with_window(m, max_length=max_length, long_pairs=long_pairs) for m in model.members]
+        return RewardEnsemble(members, mode=model.mode, std_weight=model.std_weight)
+    spec = windowed_spec(model.spec, model.model.config, max_length=max_length, long_responses=long_pairs)
+    return RewardModel(model.model, model.tokenizer, spec)
 
 
 def refuse_unusable_options(model: RewardModel | RewardEnsemble, normalize: bool,
@@ -65,10 +85,13 @@ def score_pairs(rm: RewardModel, records: list[tuple[str, dict]], *, batch_size:
                 attribute_weights: dict[str, float] | None) -> list[dict]:
     """`reward` (and `attributes` for a multi-attribute model) of every record, from one encode and one forward."""
     prompts, responses = pairs_of(records)
-    outputs = rm.outputs_encoded(rm.spec.encode_batch(rm.tokenizer, prompts, responses), batch_size=batch_size)
+    encoded = rm.spec.encode_batch(rm.tokenizer, prompts, responses)
+    outputs = rm.outputs_encoded(encoded, batch_size=batch_size)
     scored = []
-    for (_, record), reward, values in zip(records, rm.combine(outputs, attribute_weights), outputs, strict=True):
-        result = with_reward(record, reward, too_long(rm.spec.max_length) if values is None else NON_FINITE)
+    rewards = rm.combine(outputs, attribute_weights)
+    for (_, record), reward, values, pair in zip(records, rewards, outputs, encoded, strict=True):
+        result = with_reward(record, reward, too_long(rm.spec.max_length) if values is None else NON_FINITE,
+                             truncated=pair is not None and pair.truncated)
         if normalize and result["reward"] is not None:
             result["reward_normalized"] = rm.spec.normalize(reward)
         if rm.spec.attributes and values is not None:
@@ -82,8 +105,19 @@ def score_with_ensemble(ensemble: RewardEnsemble, records: list[tuple[str, dict]
     prompts, responses = pairs_of(records)
     scores = ensemble.score(prompts, responses, batch_size=batch_size)
     error = too_long(min(member.spec.max_length for member in ensemble.members))
-    return [with_reward(record, reward, error) | ({"uncertainty": spread} if math.isfinite(reward) else {})
-            for (_, record), reward, spread in zip(records, scores.rewards, scores.uncertainty, strict=True)]
+    truncated = [any(flags) for flags in zip(*(truncated_pairs(m, prompts, responses) for m in ensemble.members),
+                                             strict=True)]
+    return [with_reward(record, reward, error, truncated=cut) | ({"uncertainty": spread} if math.isfinite(reward)
+                                                                  else {})
+            for (_, record), reward, spread, cut in zip(records, scores.rewards, scores.uncertainty, truncated,
+                                                        strict=True)]
+
+
+def truncated_pairs(rm: RewardModel, prompts: list, responses: list) -> list[bool]:
+    """Whether each pair is scored with its response's tail cut (only a spec that truncates cuts any)."""
+    if rm.spec.long_responses != "truncate":
+        return [False] * len(prompts)
+    return [pair is not None and pair.truncated for pair in rm.spec.encode_batch(rm.tokenizer, prompts, responses)]
 
 
 def pairs_of(records: list[tuple[str, dict]]) -> tuple[list, list]:
@@ -138,6 +172,9 @@ def too_long(max_length: int) -> str:
     return f"response longer than max_length ({max_length} tokens)"
 
 
-def with_reward(record: dict, reward: float, error: str) -> dict:
-    """`record` with its reward, or, where it has none (NaN: not scored), with `"reward": null` and `error`."""
-    return record | ({"reward": reward} if math.isfinite(reward) else {"reward": None, "error": error})
+def with_reward(record: dict, reward: float, error: str, *, truncated: bool = False) -> dict:
+    """`record` with its reward (and `"truncated": true` when its response was cut to fit), or, where it has none
+    (NaN: not scored), with `"reward": null` and `error`."""
+    if not math.isfinite(reward):
+        return record | {"reward": None, "error": error}
+    return record | {"reward": reward} | ({"truncated": True} if truncated else {})

@@ -10,17 +10,23 @@
     POST /get_reward  OpenRLHF's remote reward model: {"query", "prompts"?, "labels"?} -> {"rewards", "scores",
                       "extra_logs"}; raw rewards of the default model (or `?model=NAME`), see `split_queries`
     GET  /health      200 once the models are loaded and a warm-up batch ran; 503 before, and while draining
-    GET  /v1/models   names, specs, fingerprints, normalization statistics; ensembles' mode and std weight
+    GET  /v1/models   names, specs, fingerprints, max_length and long_pairs, normalization statistics;
+                      ensembles' mode and std weight
     GET  /metrics     Prometheus text: requests, errors, latency, batch sizes, tokens and forward time, queue time
 
 Text is rendered through each model's saved scoring spec, so scores equal `RewardModel.score` offline; input that
-already contains template markers gets a warning. Ensembles z-score each member with its normalization, combine
-them with the ensemble's own mode and std weight (`RewardEnsemble.combine`, as `rewardkit eval` and `score` do) and
-return the members' std as `uncertainty`. Concurrent requests share forward
-passes: each model has one queue and one worker that gathers queued pairs into a padded batch until
-`max_batch_tokens`, `max_batch_size` or `max_wait_ms` is reached, runs it in its forward thread and resolves each
-request's futures (`rewardkit.serving.batching`; the metrics are `rewardkit.serving.metrics`). With an API key, scoring
-routes and /v1/models need `Authorization: Bearer <key>`; /health and /metrics stay open for probes and scrapers.
+already contains template markers gets a warning. `ServeConfig.max_length` serves every model with another window
+(up to its backbone's position limit) and `long_pairs="truncate"` scores an item whose response alone exceeds it
+with the response's tail cut, with a warning naming the item, instead of a 413
+(`rewardkit.models.backbones.windowed_spec`; the saved specs are untouched).
+
+Ensembles z-score each member with its normalization, combine them with the ensemble's own mode and std weight
+(`RewardEnsemble.combine`, as `rewardkit eval` and `score` do) and return the members' std as `uncertainty`.
+Concurrent requests share forward passes: each model has one queue and one worker that gathers queued pairs into a
+padded batch until `max_batch_tokens`, `max_batch_size` or `max_wait_ms` is reached, runs it in its forward thread
+and resolves each request's futures (`rewardkit.serving.batching`; the metrics are `rewardkit.serving.metrics`).
+With an API key, scoring routes and /v1/models need `Authorization: Bearer <key>`; /health and /metrics stay open
+for probes and scrapers.
 
 Items are checked as `rewardkit score` checks its input records (`rewardkit.scoring.files.prompt_and_response`,
 which uses the data importers' parsers), so the same item gets the same verdict over HTTP, from a file, and in
@@ -28,9 +34,9 @@ training data; bodies are read as data files are (`rewardkit.data.sources.STRICT
 repeated key).
 
 Errors are never rewards: 401 bad key, 404 unknown model, 413 too large (items, characters, tokens, or a response
-longer than the model's max_length, naming the items), 422 malformed, 500 non-finite reward, 503 warming up or
-shutting down. Every error body is `{"detail": "...", "items"?: [...]}`, `detail` one line of text; a malformed
-request's names each bad field's place (`items[0]: ...`, `normalize: ...`).
+longer than the model's max_length unless truncated, naming the items), 422 malformed, 500 non-finite reward,
+503 warming up or shutting down. Every error body is `{"detail": "...", "items"?: [...]}`, `detail` one line of
+text; a malformed request's names each bad field's place (`items[0]: ...`, `normalize: ...`).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from rewardkit.errors import ConfigError, ModelError
+from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.ensemble import EnsembleMode, RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import EncodedPair
@@ -92,6 +99,7 @@ class Scored:
     tokens: int
     normalized: bool
     uncertainty: list[float] | None = None
+    truncated: list[int] = field(default_factory=list)  # items scored with their response's tail cut
 
 
 class Scorer(Protocol):
@@ -105,13 +113,16 @@ class Scorer(Protocol):
 
 
 class ModelScorer:
-    """One reward model: renders through its spec, enforces its limits, batches through its queue."""
+    """One reward model: renders through its spec (with the config's window and rule for over-long responses),
+    enforces its limits, batches through its queue."""
 
     def __init__(self, name: str, rm: RewardModel, config: ServeConfig, metrics: Metrics) -> None:
-        if config.max_batch_tokens < rm.spec.max_length:
+        spec = windowed_spec(rm.spec, rm.model.config, max_length=config.max_length,
+                             long_responses=config.long_pairs)
+        if config.max_batch_tokens < spec.max_length:
             raise ConfigError(f"max_batch_tokens {config.max_batch_tokens} is below model {name!r}'s max_length "
-                             f"{rm.spec.max_length}: its longest pairs could never be scored")
-        self.name, self.rm, self.config = name, rm, config
+                             f"{spec.max_length}: its longest pairs could never be scored")
+        self.name, self.rm, self.spec, self.config = name, rm, spec, config
         self.batcher = Batcher(name, rm, metrics, max_batch_tokens=config.max_batch_tokens,
                                max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms)
         tokenizer = rm.tokenizer
@@ -122,10 +133,10 @@ class ModelScorer:
 
     def encode(self, prompts: Sequence, responses: Sequence) -> list[EncodedPair | None]:
         with self.tokenizer_lock:
-            return self.rm.spec.encode_batch(self.rm.tokenizer, prompts, responses)
+            return self.spec.encode_batch(self.rm.tokenizer, prompts, responses)
 
     async def score(self, prompts: Sequence, responses: Sequence, normalize: bool) -> Scored:
-        spec = self.rm.spec
+        spec = self.spec
         if normalize and spec.normalization is None:
             raise ServeError(422, f"model {self.name!r} has no normalization statistics; send normalize: false")
         try:
@@ -140,7 +151,9 @@ class ModelScorer:
         if tokens > self.config.max_request_tokens:
             raise ServeError(413, f"request has {tokens} tokens, over the limit of {self.config.max_request_tokens}")
         rewards = await self.batched_rewards(encoded)
-        return Scored([spec.normalize(r) for r in rewards] if normalize else rewards, tokens, normalize)
+        truncated = [i for i, pair in enumerate(encoded) if pair.truncated]
+        return Scored([spec.normalize(r) for r in rewards] if normalize else rewards, tokens, normalize,
+                      truncated=truncated)
 
     async def batched_rewards(self, encoded: list[EncodedPair]) -> list[float]:
         """Rewards from the batcher, its failures and non-finite rewards turned into HTTP errors."""
@@ -156,8 +169,9 @@ class ModelScorer:
         return rewards
 
     def describe(self) -> dict:
-        spec = self.rm.spec
+        spec = self.spec
         return {"id": self.name, "kind": "model", "fingerprint": spec.fingerprint(), "spec": spec.model_dump(),
+                "max_length": spec.max_length, "long_pairs": spec.long_responses,
                 "normalization": spec.normalization.model_dump() if spec.normalization else None}
 
 
@@ -174,7 +188,8 @@ class EnsembleScorer:
     async def score(self, prompts: Sequence, responses: Sequence, normalize: bool) -> Scored:
         scored = await asyncio.gather(*(m.score(prompts, responses, normalize=True) for m in self.members))
         rewards, spread = self.ensemble.combine([s.rewards for s in scored])
-        return Scored(rewards, sum(s.tokens for s in scored), True, spread)
+        truncated = sorted(set().union(*(s.truncated for s in scored)))
+        return Scored(rewards, sum(s.tokens for s in scored), True, spread, truncated)
 
     def describe(self) -> dict:
         return {"id": self.name, "kind": "ensemble", "mode": self.ensemble.mode,
@@ -230,13 +245,15 @@ class Service:
         """Size checks, scoring and templated-input warnings shared by both scoring routes."""
         self.check_size(prompts, responses)
         scored = await scorer.score(prompts, responses, normalize)
-        warnings = templated_warnings(prompts, responses, scorer.markers)
-        if warnings:
-            self.metrics.inc("rewardkit_templated_items_total", len(warnings), route=route)
+        templated = templated_warnings(prompts, responses, scorer.markers)
+        if templated:
+            self.metrics.inc("rewardkit_templated_items_total", len(templated), route=route)
             if route not in self.warned_templated:
                 self.warned_templated.add(route)
-                logger.warning("%s: %s (logged once per route)", route, warnings[0])
-        return scored, warnings
+                logger.warning("%s: %s (logged once per route)", route, templated[0])
+        truncated = [f"item {i}: its response is longer than model {scorer.name!r}'s max_length: scored with its "
+                     "tail cut" for i in scored.truncated]
+        return scored, truncated + templated
 
 
 def templated_warnings(prompts: Sequence, responses: Sequence, markers: set[str]) -> list[str]:

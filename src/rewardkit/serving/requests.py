@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from rewardkit.data.sources import STRICT_JSON
 from rewardkit.errors import DataError
 from rewardkit.models.ensemble import EnsembleMode
+from rewardkit.models.spec import LongResponses
 from rewardkit.scoring.files import prompt_and_response
 
 
@@ -39,6 +40,11 @@ class ServeConfig(BaseModel):
     std_weight: float | None = Field(None, description=(
         "Ensembles loaded by `load_models`: k in mean - k * std instead of the saved one (a list's default: 1)."))
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    max_length: int | None = Field(None, ge=1, description=(
+        "Tokens per pair instead of each model's saved max_length, up to its backbone's position limit."))
+    long_pairs: LongResponses = Field("drop", description=(
+        "A response alone over max_length: drop (a 413 naming the items) or truncate (score it with its tail cut, "
+        "with a warning)."))
 
 
 class ScoreRequest(BaseModel):
