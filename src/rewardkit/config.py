@@ -64,6 +64,9 @@ class ModelConfig(Strict):
     format: Literal["auto", "chat_template", "plain"] = "auto"
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    token_type_ids: bool = Field(
+        False, description="Encoders: BERT-style token types (prompt 0, reply 1). Off: consumers that render "
+                           "through the exported chat template (TRL, vLLM) pass none, and would score differently.")
     disable_dropout: bool = Field(
         True, description="Zero the backbone's dropout (the usual choice for reward models).")
     lora: LoraConfig | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,15 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import PROMPTS, RESPONSES, running_server, save_tiny_model
+from rewardkit.config import load_config
 from rewardkit.errors import ConfigError
 from rewardkit.integrations.trl import RewardFunction, reward_function
 from rewardkit.models.backbones import rebuild_from_state_dict
+from rewardkit.models.export import export_model
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
 from rewardkit.serving.app import create_app
+from rewardkit.training.launch import train
 
 trl = pytest.importorskip("trl", minversion="1.16")
 CONVERSATIONAL = ([[{"role": "user", "content": p}] for p in PROMPTS],
@@ -74,22 +78,12 @@ def test_plain_prompts_rendered_with_the_template_score_as_the_conversation(deco
     assert max_difference(trl_rewards, llama_rm.score(PROMPTS, RESPONSES)) < 1e-4
 
 
-def save_encoder_without_token_types(bert_dir: Path, directory: Path) -> Path:
-    """A tiny BERT reward model whose spec has no token types (an encoder trained with `token_type_ids: false`):
-    a consumer that tokenizes rendered text passes none, so only such a spec can match (see `models.templates`)."""
-    save_tiny_model(bert_dir, directory, 1, Normalization(mean=-0.2, std=2.0, n=10))
-    rm = RewardModel.from_pretrained(directory)
-    rm.spec = rm.spec.model_copy(update={"token_type_ids": False})
-    rm.save_pretrained(directory)
-    return directory
-
-
 @pytest.mark.parametrize(("backbone", "bake"), [("llama", False), ("bert", False), ("bert", True)])
 def test_trl_scores_an_exported_model_as_rewardkit_does(backbone, bake, llama_dir, bert_dir, llama_rm_dir, tmp_path):
     """`export_model`'s directory as TRL's `reward_funcs`; a baked export gives TRL the z-scored rewards."""
-    export = pytest.importorskip("rewardkit.models.export")
-    source = llama_rm_dir if backbone == "llama" else save_encoder_without_token_types(bert_dir, tmp_path / "bert")
-    exported = export.export_model(source, tmp_path / "export", bake_normalization=bake)
+    source = llama_rm_dir if backbone == "llama" else save_tiny_model(
+        bert_dir, tmp_path / "bert", 1, Normalization(mean=-0.2, std=2.0, n=10))  # no token types: the default
+    exported = export_model(source, tmp_path / "export", bake_normalization=bake)
     trainer = grpo_trainer(str(llama_dir), str(exported), tmp_path / "grpo", CONVERSATIONAL[0])
     expected = RewardModel.from_pretrained(source).score(*CONVERSATIONAL, normalize=bake)
     assert max_difference(trl_model_rewards(trainer, *CONVERSATIONAL), expected) < 1e-4
@@ -160,3 +154,28 @@ def test_reward_function_in_a_one_step_grpo_run_of_smollm2(llama_rm, tmp_path):
     trainer = grpo_trainer(policy, fn, tmp_path, CONVERSATIONAL[0][:2], tokenizer)
     assert_one_step_logs_rewardkit_rewards(trainer, calls, llama_rm)
     print(f"SmolLM2 one-step GRPO: {time.monotonic() - started:.1f} s")
+
+
+DEMO_PAIRS = [
+    ("How do I bake bread?", "Mix flour, water, salt and yeast, knead, let it rise, then bake at 230°C.", "No."),
+    ("What is the capital of France?", "Paris.", "I don't know, maybe Lyon or somewhere."),
+    ("Can you help me pick a lock to get into my neighbour's house?", "I can't help with breaking into someone "
+     "else's home. If you're locked out of your own, a licensed locksmith can help.", "Sure, first get a tension "
+     "wrench and a pick."),
+    ("Write a haiku about rain.", "Soft rain on the roof / the garden drinks in silence / puddles hold the sky", ""),
+]
+
+
+@pytest.mark.integration
+def test_the_demo_model_exported_scores_the_same_in_trls_reward_path(llama_dir, tmp_path):
+    """The demo recipe (MiniLM, bundled data; a short run) exported, as TRL's `reward_funcs`: its rewards on four
+    conversations (one empty reply) equal `rewardkit score`'s within 1e-4 in fp32."""
+    config = load_config(resources.files("rewardkit") / "configs" / "demo.yaml",
+                         ["train.epochs=0.02", "data.eval_fraction=0.02", "train.precision=fp32"])
+    result = train(config, tmp_path / "run", show_progress=False)
+    exported = export_model(result.model_dir, tmp_path / "export")
+    prompts = [[{"role": "user", "content": p}] for p, *_ in DEMO_PAIRS for _ in range(2)]
+    completions = [[{"role": "assistant", "content": r}] for _, *replies in DEMO_PAIRS for r in replies]
+    trainer = grpo_trainer(str(llama_dir), str(exported), tmp_path / "grpo", prompts[:1])
+    expected = RewardModel.from_pretrained(result.model_dir).score(prompts, completions)
+    assert max_difference(trl_model_rewards(trainer, prompts, completions), expected) < 1e-4

@@ -113,12 +113,24 @@ def test_plain_transformers_on_the_templates_ids_gives_the_rewards_of_score(save
 
 
 def test_an_encoder_trained_with_token_types_needs_them_from_the_consumer(bert_dir, tmp_path):
-    rm = RewardModel.from_backbone(str(bert_dir), max_length=64)
+    rm = RewardModel.from_backbone(str(bert_dir), max_length=64, token_types=True)  # model.token_type_ids: true
     with torch.no_grad():  # token types that matter, as after training
         rm.model.bert.embeddings.token_type_embeddings.weight[1].normal_(std=5.0)
+    rm.spec = rm.spec.model_copy(update={"normalization": Normalization(mean=0.0, std=1.0, n=2)})
     rm.save_pretrained(tmp_path / "m")
     zeros = transformers_rewards(tmp_path / "m", CONVERSATIONS[:2], token_types=False)
     assert zeros != pytest.approx(rm.score_messages(CONVERSATIONS[:2]), abs=1e-5)  # the tolerance typed ids meet
+    assert "Token types" in (export_model(tmp_path / "m", tmp_path / "export") / "README.md").read_text()
+
+
+def test_new_encoders_have_no_token_types_so_consumers_that_pass_none_agree(bert_dir, tmp_path):
+    rm = RewardModel.from_backbone(str(bert_dir), max_length=64)
+    assert not rm.spec.token_type_ids
+    with torch.no_grad():
+        rm.model.bert.embeddings.token_type_embeddings.weight[1].normal_(std=5.0)  # unused: every type is 0
+    rm.save_pretrained(tmp_path / "m")
+    zeros = transformers_rewards(tmp_path / "m", CONVERSATIONS[:2], token_types=False)
+    assert zeros == pytest.approx(rm.score_messages(CONVERSATIONS[:2]), abs=1e-5)
 
 
 def test_an_export_scores_as_the_model_and_carries_a_model_card(bert_dir, tmp_path):
@@ -134,7 +146,7 @@ def test_an_export_scores_as_the_model_and_carries_a_model_card(bert_dir, tmp_pa
     assert exported.score(prompts, responses) == pytest.approx(original.score(prompts, responses), abs=1e-6)
     card = (out / "README.md").read_text()
     for needle in ("| overall | 0.750 | [0.600, 0.900] | 40 |", "Length baseline", "0.550", "Apache-2.0",
-                   "pandalm", "bert", "pairwise", "Token types", "64 tokens", "TRL", "vLLM"):
+                   "pandalm", "bert", "pairwise", "64 tokens", "TRL", "vLLM"):
         assert needle in card, needle
 
 

@@ -37,22 +37,24 @@ BackboneSource = tuple[str, str | None]  # (directory or hub id, GGUF file name 
 
 
 def backbone_tokenizer_and_spec(backbone: str, *, max_length: int, format: str = "auto",
-                                 trust_remote_code: bool = False):
+                                 trust_remote_code: bool = False, token_types: bool = False):
     """The tokenizer (with a pad token that is not EOS/BOS) and the natural scoring spec of a backbone."""
     return tokenizer_and_spec(backbone, resolve_backbone(backbone), max_length=max_length, format=format,
-                              trust_remote_code=trust_remote_code)
+                              trust_remote_code=trust_remote_code, token_types=token_types)
 
 
 def tokenizer_and_spec(backbone: str, source: BackboneSource, *, max_length: int, format: str = "auto",
-                       trust_remote_code: bool = False):
-    """`backbone_tokenizer_and_spec` for a backbone already resolved to `source`."""
+                       trust_remote_code: bool = False, token_types: bool = False):
+    """`backbone_tokenizer_and_spec` for a backbone already resolved to `source`. `token_types`: BERT-style token
+    type ids (prompt 0, reply 1), where the backbone has them; off by default, because consumers that render
+    through the exported chat template (TRL, vLLM) pass none."""
     config = backbone_config(backbone, source, max_length=max_length, trust_remote_code=trust_remote_code)
     path, gguf_file = source
     tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer)
     is_encoder = config.model_type in ENCODER_TYPES and not getattr(config, "is_decoder", False)
     spec = spec_for_tokenizer(tokenizer, backbone=backbone, is_encoder=is_encoder, max_length=max_length,
-                              format=format, token_types=getattr(config, "type_vocab_size", 1) > 1)
+                              format=format, token_types=token_types and getattr(config, "type_vocab_size", 1) > 1)
     return tokenizer, spec
 
 

@@ -56,8 +56,12 @@ class RewardModel(nn.Module):
         quantize_4bit: bool = False,
         attributes: Sequence[str] | None = None,
         step_separator: str | None = None,
+        token_types: bool = False,
     ) -> RewardModel:
         """A new reward model on a pretrained backbone, with a small freshly initialized score head.
+
+        `token_types` feeds BERT-style token type ids (prompt 0, reply 1) to an encoder that has them; off by
+        default, so the exported model scores the same in consumers that pass none (TRL, vLLM).
 
         `attributes` gives one output per named attribute (a multi-attribute head); `step_separator` makes a
         process reward model scored at the end of each step (added to the vocabulary as a special token when
@@ -66,7 +70,7 @@ class RewardModel(nn.Module):
         """
         source = resolve_backbone(backbone)
         tokenizer, spec = tokenizer_and_spec(backbone, source, max_length=max_length, format=format,
-                                             trust_remote_code=trust_remote_code)
+                                             trust_remote_code=trust_remote_code, token_types=token_types)
         if step_separator is not None:
             if spec.pooling != "last":
                 raise ModelError("a process reward model needs a decoder backbone: an encoder's step tokens would "

@@ -80,7 +80,8 @@ def build_model(config: ModelConfig, task: TaskConfig) -> tuple[RewardModel, obj
                                    trust_remote_code=config.trust_remote_code,
                                    quantize_4bit=bool(config.lora and config.lora.quantize_4bit),
                                    attributes=task.attributes if task.type == "pointwise" else None,
-                                   step_separator=task.step_separator if task.type == "process" else None)
+                                   step_separator=task.step_separator if task.type == "process" else None,
+                                   token_types=config.token_type_ids)
     weights = task.attribute_weights
     attribute_weights = None if weights is None else [weights.get(name, 0.0) for name in task.attributes]
     rm.spec = rm.spec.model_copy(update={"task": task.type, "loss": task.loss, "attribute_weights": attribute_weights})
