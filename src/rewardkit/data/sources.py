@@ -250,7 +250,7 @@ def _read_csv(path: Path) -> Iterator[_Record]:
 
 
 def _read_parquet(path: Path) -> Iterator[_Record]:
-    import pyarrow.parquet
+    import pyarrow.parquet  # lazy: heavy, and only parquet sources need it
 
     try:
         file = pyarrow.parquet.ParquetFile(path)
@@ -263,7 +263,7 @@ def _read_parquet(path: Path) -> Iterator[_Record]:
 
 
 def _read_hub(name: str, split: str) -> Iterator[_Record]:
-    import datasets
+    import datasets  # lazy: heavy (imports pyarrow, fsspec, the hub client), only hub sources need it
 
     try:
         rows = datasets.load_dataset(name, split=split)

@@ -148,7 +148,7 @@ def four_bit_config():
     """NF4 with bf16 compute, as in the QLoRA paper."""
     if not torch.cuda.is_available():
         raise ConfigError("lora.quantize_4bit needs a CUDA GPU (bitsandbytes); on CPU train LoRA without it")
-    from transformers import BitsAndBytesConfig
+    from transformers import BitsAndBytesConfig  # lazy: QLoRA on CUDA only (bitsandbytes)
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
 

@@ -18,7 +18,7 @@ class TrainLog:
         self.file = path.open("a" if append else "w", encoding="utf-8") if enabled else None
         self.tb = None
         if enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: needs the optional tensorboard package
 
             self.tb = SummaryWriter(str(path.parent / "tensorboard"))
 

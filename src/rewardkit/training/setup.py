@@ -104,6 +104,7 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 def add_lora(rm: RewardModel, config: LoraConfig):
     """Inject LoRA adapters into the backbone; the score head stays fully trainable."""
+    # lazy: peft is imported only by LoRA runs (it pulls in more of transformers at import time)
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model, prepare_model_for_kbit_training
 
