@@ -56,6 +56,9 @@ HEADLINE_ROWS: list[tuple[str, MetricPath]] = [
 ]
 
 
+# shown even when empty ("—"); any other row only where a result has it (training's held-out metrics carry no
+# coverage: the pairs too long for the model are counted in summary.json's dropped_too_long instead)
+ALWAYS_SHOWN = {("overall", "accuracy"), ("overall", "ci95"), ("overall", "n")}
 SUBSET_COLUMNS: list[tuple[str, str]] = [("accuracy", "acc"), ("coverage", "coverage"), ("ci95", "95% CI"),
                                          ("n", "n"), ("total", "of"), ("ties", "ties")]
 
@@ -109,16 +112,16 @@ def console_table(results: list[ModelResult], title: str = "Preference evaluatio
 
 
 def console_rows(results: list[ModelResult]) -> list[tuple[str, MetricPath]]:
-    """HEADLINE_ROWS, then the benchmark scores present, the window, pairs dropped as too long and truncated, and
-    each subset's accuracy and coverage."""
+    """HEADLINE_ROWS, then the benchmark scores, the window, pairs dropped as too long and truncated, and each
+    subset's accuracy and coverage: every row some result has a value for (and the accuracy, CI and n always)."""
     optional = [("RewardBench score", ("rewardbench", "score")), ("RewardBench 2 score", ("rewardbench2", "score")),
                 ("Max length", ("max_length",)), ("Dropped (too long)", ("dropped_too_long",)),
                 ("Truncated (response tail cut)", ("truncated",))]
-    present = [(label, path) for label, path in optional
-               if any(metric_value(result.metrics, path) is not None for result in results)]
     subsets = [(f"{key}: {name}", ("subsets", name, key)) for name in subset_names(results)
                for key in ("accuracy", "coverage")]
-    return HEADLINE_ROWS + present + subsets
+    rows = HEADLINE_ROWS + optional + subsets
+    return [(label, path) for label, path in rows if path in ALWAYS_SHOWN or any(
+        metric_value(result.metrics, path) is not None for result in results)]
 
 
 def metric_value(metrics: dict, path: MetricPath):
