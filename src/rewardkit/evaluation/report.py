@@ -56,8 +56,7 @@ HEADLINE_ROWS: list[tuple[str, MetricPath]] = [
 ]
 
 
-# shown even when empty ("—"); any other row only where a result has it (training's held-out metrics carry no
-# coverage: the pairs too long for the model are counted in summary.json's dropped_too_long instead)
+# shown even when empty ("—"); any other row only where a result has it (see `shown`)
 ALWAYS_SHOWN = {("overall", "accuracy"), ("overall", "ci95"), ("overall", "n")}
 SUBSET_COLUMNS: list[tuple[str, str]] = [("accuracy", "acc"), ("coverage", "coverage"), ("ci95", "95% CI"),
                                          ("n", "n"), ("total", "of"), ("ties", "ties")]
@@ -119,7 +118,12 @@ def console_rows(results: list[ModelResult]) -> list[tuple[str, MetricPath]]:
                 ("Truncated (response tail cut)", ("truncated",))]
     subsets = [(f"{key}: {name}", ("subsets", name, key)) for name in subset_names(results)
                for key in ("accuracy", "coverage")]
-    rows = HEADLINE_ROWS + optional + subsets
+    return shown(results, HEADLINE_ROWS + optional + subsets)
+
+
+def shown(results: list[ModelResult], rows: list[tuple[str, MetricPath]]) -> list[tuple[str, MetricPath]]:
+    """The rows some result has a value for (accuracy, CI and n always): the console, HTML and Markdown tables
+    leave out what no model reports (training's held-out metrics carry no coverage, for one)."""
     return [(label, path) for label, path in rows if path in ALWAYS_SHOWN or any(
         metric_value(result.metrics, path) is not None for result in results)]
 
@@ -280,16 +284,16 @@ TextTable = tuple[list[str], list[list[str]]]
 
 
 def headline_table(results: list[ModelResult]) -> MetricTable:
-    rows = [(label, [(result, path) for result in results]) for label, path in HEADLINE_ROWS]
+    rows = [(label, [(result, path) for result in results]) for label, path in shown(results, HEADLINE_ROWS)]
     return ["metric", *(result.name for result in results)], rows
 
 
 def subset_table(results: list[ModelResult]) -> MetricTable:
-    header = ["subset", *(f"{result.name} {title}" for result in results for _, title in SUBSET_COLUMNS)]
-    rows = [
-        (name, [(result, ("subsets", name, key)) for result in results for key, _ in SUBSET_COLUMNS])
-        for name in subset_names(results)
-    ]
+    names = subset_names(results)
+    columns = [(key, title) for key, title in SUBSET_COLUMNS if key in ("accuracy", "ci95", "n") or any(
+        metric_value(result.metrics, ("subsets", name, key)) is not None for result in results for name in names)]
+    header = ["subset", *(f"{result.name} {title}" for result in results for _, title in columns)]
+    rows = [(name, [(result, ("subsets", name, key)) for result in results for key, _ in columns]) for name in names]
     return header, rows
 
 
