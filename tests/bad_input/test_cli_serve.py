@@ -222,6 +222,21 @@ def test_an_oversized_body_is_refused_unread(served_app):
         "request body over 8000 bytes")
 
 
+def test_a_chunked_body_without_a_length_is_capped_too(served_app):
+    async def chunks():  # no Content-Length: the body arrives in pieces (Transfer-Encoding: chunked)
+        yield b'{"items": ['
+        for _ in range(100):
+            yield b" " * 100
+
+    async def post() -> httpx.Response:
+        async with asgi_client(served_app, headers=AUTH) as client:
+            return await client.post("/v1/score", content=chunks(), headers={"content-type": "application/json"})
+
+    reply = asyncio.run(post())
+    assert reply.status_code == 413 and reply.headers["content-type"] == "application/json", reply.text
+    assert reply.json() == {"detail": "request body over 8000 bytes"}
+
+
 def test_a_missing_api_key_is_a_401(served_app):
     detail = refused_body(served_app, 401, json=GOOD, headers={})
     assert detail == "missing or wrong API key: send Authorization: Bearer <key>"

@@ -67,6 +67,7 @@ from rewardkit.models.spec import EncodedPair
 from rewardkit.serving.batching import Batcher, BatcherClosed
 from rewardkit.serving.metrics import SECONDS_BUCKETS, Metrics
 from rewardkit.serving.requests import (
+    BODY_LIMIT_KEY,
     RewardRequest,
     ScoreRequest,
     ServeConfig,
@@ -317,9 +318,14 @@ def build_service(models: Mapping[str, RewardModel], ensembles: Mapping[str, Rew
     return Service(scorers, [s.batcher for s in by_identity.values()], config, metrics)
 
 
+def body_limit(config: ServeConfig) -> int:
+    """The most bytes a request body may hold."""
+    return config.max_request_chars * BODY_BYTES_PER_CHAR
+
+
 def admission_and_metrics(service: Service):
     """HTTP middleware: 503 while not ready or draining, 413 for oversized bodies, and request metrics."""
-    body_limit = service.config.max_request_chars * BODY_BYTES_PER_CHAR
+    limit = body_limit(service.config)
 
     async def middleware(request: Request, call_next):
         route = request.url.path if request.url.path in KNOWN_ROUTES else "other"
@@ -327,9 +333,10 @@ def admission_and_metrics(service: Service):
         try:
             if route in SCORING_ROUTES and service.status() != "ready":
                 response = ServeError(503, f"not accepting requests: {service.status()}").response()
-            elif int(request.headers.get("content-length") or 0) > body_limit:
-                response = ServeError(413, f"request body over {body_limit} bytes").response()
+            elif int(request.headers.get("content-length") or 0) > limit:
+                response = ServeError(413, f"request body over {limit} bytes").response()
             else:
+                request.scope[BODY_LIMIT_KEY] = limit  # a chunked body (no length) is capped while it is read
                 service.in_flight += 1
                 try:
                     response = await call_next(request)

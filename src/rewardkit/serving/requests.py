@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -137,9 +137,24 @@ def describe_problem(error: dict) -> str:
     return f"{place or error['loc'][0]}: {error['msg']}"
 
 
+BODY_LIMIT_KEY = "rewardkit.body_limit"  # in the ASGI scope: the most bytes a body may hold (set by the service)
+
+
 class StrictJSONRequest(Request):
     """A request whose JSON body is read as data files are (`STRICT_JSON`): NaN, Infinity, a float out of range or
-    a key given twice is invalid JSON, not a value Python's json module would let through."""
+    a key given twice is invalid JSON, not a value Python's json module would let through. A body is read up to
+    the scope's `BODY_LIMIT_KEY` bytes, so one sent in chunks without a Content-Length is capped too (a 413)."""
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            limit, chunks, size = self.scope.get(BODY_LIMIT_KEY), [], 0
+            async for chunk in self.stream():
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise HTTPException(413, f"request body over {limit} bytes")  # FastAPI answers it as JSON
+                chunks.append(chunk)
+            self._body = b"".join(chunks)
+        return self._body
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
