@@ -208,6 +208,14 @@ def test_non_finite_config_values_are_refused_naming_the_key(override):
     with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
         load_config(None, [override], base={"data": {"train": [{"path": "x.jsonl"}]}})
 
+
+def test_a_saved_max_length_beyond_the_position_limit_is_refused_at_load(copied_model):
+    spec = json.loads((copied_model / SPEC_FILE).read_text())
+    (copied_model / SPEC_FILE).write_text(json.dumps(spec | {"max_length": 100000}))
+    with pytest.raises(ModelError, match=rf"^{copied_model}: its scoring spec's max_length 100000 is more than the "
+                                         r"model's position embeddings hold \(512 tokens\)"):
+        RewardModel.from_pretrained(copied_model)
+
 def test_a_scoring_spec_that_is_not_json_names_the_file(copied_model, pairs_file, tmp_path):
     (copied_model / SPEC_FILE).write_text('{"backbone": "x", "format": ')
     with pytest.raises(ModelError, match=rf"^{copied_model / SPEC_FILE} is damaged \(not valid JSON: Expecting value: "

@@ -26,6 +26,7 @@ from rewardkit.models.backbones import (
     four_bit_config,
     head_parameter_names,
     init_score_head,
+    position_limit,
     rebuild_from_state_dict,
     resolve_backbone,
     tokenizer_and_spec,
@@ -113,6 +114,10 @@ class RewardModel(nn.Module):
                              "or retrain the model") from None
         except OSError as err:  # transformers' "no file named model.safetensors ... found"
             raise ModelError(f"{directory}: no weights to load ({one_line(err)})") from None
+        limit = position_limit(model.config)
+        if limit is not None and spec.max_length > limit:
+            raise ModelError(f"{directory}: its scoring spec's max_length {spec.max_length} is more than the model's "
+                             f"position embeddings hold ({limit} tokens); set it to {limit} or less")
         head = head_parameter_names(model)
         missing = [k for k in info["missing_keys"] if k in head]
         if missing:
