@@ -56,6 +56,10 @@ def pairs_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Is tea good?", "response": "a good helpful answer"}])
 
 
+def cli_score(model: Path, input: Path, output: Path):
+    """`rewardkit score --model MODEL --input INPUT --output OUTPUT` in process."""
+    return runner.invoke(app, ["score", "--model", str(model), "--input", str(input), "--output", str(output)])
+
 def train_config(backbone: Path, data_file: Path, **sections) -> dict:
     """A tiny, quick training config; `sections` update its sections (model=..., data=..., train=...)."""
     config = {"model": {"backbone": str(backbone), "max_length": 64}, "data": {"train": [{"path": str(data_file)}]},
@@ -159,8 +163,7 @@ def test_damaged_weights_are_a_model_error_naming_the_file(copied_model, pairs_f
                                          r"\(.*\); re-export or retrain the model$"):
         RewardModel.from_pretrained(copied_model)
     output = tmp_path / "out.jsonl"
-    result = runner.invoke(app, ["score", "--model", str(copied_model), "--input", str(pairs_file),
-                                 "--output", str(output)])
+    result = cli_score(copied_model, pairs_file, output)
     assert_refused(result, str(copied_model), "model.safetensors) is damaged", not_written=(output,))
 
 
@@ -198,8 +201,7 @@ def test_missing_weights_or_a_damaged_tokenizer_is_one_line(copied_model, pairs_
     else:
         (copied_model / "tokenizer.json").write_text("{garbage")
     output = tmp_path / "out.jsonl"
-    result = runner.invoke(app, ["score", "--model", str(copied_model), "--input", str(pairs_file),
-                                 "--output", str(output)])
+    result = cli_score(copied_model, pairs_file, output)
     assert_refused(result, str(copied_model), needle, not_written=(output,))
 
 
@@ -222,8 +224,7 @@ def test_a_scoring_spec_that_is_not_json_names_the_file(copied_model, pairs_file
                                          r"line 1 column 29 \(char 28\)\): re-export or retrain the model$"):
         RewardModel.from_pretrained(copied_model)
     output = tmp_path / "out.jsonl"
-    result = runner.invoke(app, ["score", "--model", str(copied_model), "--input", str(pairs_file),
-                                 "--output", str(output)])
+    result = cli_score(copied_model, pairs_file, output)
     assert_refused(result, str(copied_model / SPEC_FILE), "not valid JSON", not_written=(output,))
 
 
@@ -295,8 +296,7 @@ def test_score_output_that_is_a_directory_is_refused_before_reading_or_scoring(r
 
 def test_cli_score_output_directory(model_dir, pairs_file, tmp_path):
     (tmp_path / "out").mkdir()
-    result = runner.invoke(app, ["score", "--model", str(model_dir), "--input", str(pairs_file),
-                                 "--output", str(tmp_path / "out")])
+    result = cli_score(model_dir, pairs_file, tmp_path / "out")
     assert_refused(result, f"output {tmp_path / 'out'} is a directory")
     assert not any((tmp_path / "out").iterdir())
 

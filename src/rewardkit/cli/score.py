@@ -27,8 +27,6 @@ from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import LongResponses
 from rewardkit.scoring.files import score_file
 
-# shared by `rewardkit eval`, `score` and `serve`
-
 
 @user_errors
 def score(

@@ -36,7 +36,7 @@ saved into its `scoring_spec.json`; `RewardModel.preference_probability` then gi
 
 `max_length` scores with a wider (or narrower) window than the model was saved with, up to its backbone's position
 limit, and `long_pairs="truncate"` scores pairs whose response alone exceeds it with the response's tail cut
-(`rewardkit.models.backbones.windowed_spec`); neither changes the saved spec.
+(`RewardModel.windowed`); neither changes the saved spec.
 
 Options and `out_dir` are checked before any model or data is loaded. An undefined metric (NaN) is None in the
 results and null in the files.
@@ -57,10 +57,9 @@ from rewardkit.evaluation.preference import evaluate_ensemble, evaluate_model
 from rewardkit.evaluation.report import ModelResult, write_report
 from rewardkit.io import check_output_dir, finite_or_none, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rewardkit.metrics.preference import paired_bootstrap_difference
-from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
-from rewardkit.models.reward_model import RewardModel, require_at_least
-from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses, require_at_least
 from rewardkit.progress import counting_progress
 
 PREDICTION_KEYS = ("id", "subset", "model", "reward_chosen", "reward_rejected", "margin", "correct",
@@ -155,9 +154,8 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
 
 def load_model(directory: str | Path, config: EvalConfig) -> RewardModel:
     """The saved model, scoring with `config`'s window and rule for over-long pairs (its saved spec untouched)."""
-    rm = RewardModel.from_pretrained(directory)
-    rm.spec = windowed_spec(rm.spec, rm.model.config, max_length=config.max_length, long_responses=config.long_pairs)
-    return rm
+    return RewardModel.from_pretrained(directory).windowed(max_length=config.max_length,
+                                                           long_responses=config.long_pairs)
 
 
 def save_temperature(saved: ScoringSpec, directory: Path, temperature: float) -> None:

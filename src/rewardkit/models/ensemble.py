@@ -23,7 +23,7 @@ from typing import Literal, get_args
 from rewardkit.errors import ConfigError, ModelError
 from rewardkit.io import write_json_atomic
 from rewardkit.models.reward_model import RewardModel
-from rewardkit.models.spec import read_model_json
+from rewardkit.models.spec import LongResponses, read_model_json
 
 EnsembleMode = Literal["mean", "min", "mean-minus-std"]
 
@@ -83,6 +83,15 @@ class RewardEnsemble:
         members = [load_member(directory / name) for name in manifest["members"]]
         return cls(members, mode=mode or manifest["mode"],
                    std_weight=manifest["std_weight"] if std_weight is None else std_weight)
+
+    def windowed(self, *, max_length: int | None = None, long_responses: LongResponses | None = None
+                 ) -> RewardEnsemble:
+        """The ensemble with every member scoring in the same window (`RewardModel.windowed`); this ensemble itself
+        when no member changes."""
+        members = [m.windowed(max_length=max_length, long_responses=long_responses) for m in self.members]
+        if all(new is old for new, old in zip(members, self.members, strict=True)):
+            return self
+        return RewardEnsemble(members, mode=self.mode, std_weight=self.std_weight)
 
     def combine(self, member_rewards: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
         """(combined reward, members' population std) per item, from each member's z-scored rewards, with this

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from rewardkit.errors import ConfigError, DataError, ModelError
+from rewardkit.errors import DataError, ModelError
 from rewardkit.models.backbones import (
     four_bit_config,
     head_parameter_names,
@@ -30,9 +30,17 @@ from rewardkit.models.backbones import (
     rebuild_from_state_dict,
     resolve_backbone,
     tokenizer_and_spec,
+    windowed_spec,
 )
 from rewardkit.models.packing import collate_packed, pack_sequences
-from rewardkit.models.spec import EncodedPair, ScoringSpec, check_pairs, require_list
+from rewardkit.models.spec import (
+    EncodedPair,
+    LongResponses,
+    ScoringSpec,
+    check_pairs,
+    require_at_least,
+    require_list,
+)
 from rewardkit.models.templates import chat_template_for
 
 
@@ -150,6 +158,15 @@ class RewardModel(nn.Module):
         except ModelError as err:
             warnings.warn(f"saving without a chat template: {err}", stacklevel=3)
             return None
+
+    def windowed(self, *, max_length: int | None = None, long_responses: LongResponses | None = None) -> RewardModel:
+        """This model (its weights shared) scoring with another window, up to the backbone's position limit, and
+        another rule for over-long responses (`rewardkit.models.backbones.windowed_spec`); the saved spec is
+        untouched. None keeps the spec's own; asking for nothing new returns this model itself."""
+        if max_length is None and long_responses in (None, self.spec.long_responses):
+            return self
+        spec = windowed_spec(self.spec, self.model.config, max_length=max_length, long_responses=long_responses)
+        return RewardModel(self.model, self.tokenizer, spec)
 
     def name_outputs(self) -> None:
         """Mark the config a regression with one named output per attribute ("reward" for a scalar model)."""
@@ -362,12 +379,6 @@ class RewardModel(nn.Module):
             if not conversation or conversation[-1].get("role") != "assistant":
                 raise DataError(f"conversation {n} must end with an assistant message")
         return self.score([c[:-1] for c in conversations], [c[-1:] for c in conversations], **kwargs)
-
-
-def require_at_least(option: str, value: int, minimum: int) -> None:
-    """A count option below `minimum` (a batch size under 1, negative resamples) is a ConfigError naming it."""
-    if value < minimum:
-        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
 
 
 def regroup(flat: list[float], groups: Sequence[Sequence]) -> list[list[float]]:

@@ -269,6 +269,12 @@ def check_pairs(prompts, responses, *, second: str = "responses") -> None:
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} {second}: pass one per prompt")
 
 
+def require_at_least(option: str, value: int, minimum: int) -> None:
+    """A count option below `minimum` (a batch size under 1, negative resamples) is a ConfigError naming it."""
+    if value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
+
+
 def require_list(value, name: str, expected: str) -> None:
     """`value` must be an ordered collection (list, tuple, array), not a text, a mapping, a set or an iterator."""
     if isinstance(value, (str, bytes, Mapping, Set)) or not isinstance(value, Collection):

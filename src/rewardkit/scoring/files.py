@@ -10,8 +10,8 @@ weighted sum, with the spec's weights or `attribute_weights` given at scoring ti
 their spread as `uncertainty`. A response that alone exceeds the spec's max length gets `"reward": null` and an
 `error`, never a made-up number (so does a non-finite model output); with `long_pairs="truncate"` it is scored
 with its tail cut and flagged `"truncated": true`. `max_length` scores with another window than the saved one, up
-to the backbone's position limit (`with_window`; the saved spec is untouched). Every line is strict JSON: a NaN or
-infinity anywhere else in a record (an input field, an attribute) is written as null.
+to the backbone's position limit (`RewardModel.windowed`; the saved spec is untouched). Every line is strict JSON:
+a NaN or infinity anywhere else in a record (an input field, an attribute) is written as null.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from rewardkit.data.sources import read_records
 from rewardkit.errors import ConfigError, DataError, ModelError
 from rewardkit.io import STDOUT, check_output_file, finite_or_none, write_jsonl
 from rewardkit.metrics.labels import AGGREGATES
-from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.ensemble import RewardEnsemble
-from rewardkit.models.reward_model import RewardModel, require_at_least
-from rewardkit.models.spec import LongResponses
+from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.spec import LongResponses, require_at_least
 
 
 def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: str | Path, *, batch_size: int = 32,
@@ -37,7 +36,7 @@ def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: s
     ("-": to standard output); returns the number of records. Options and the output path are checked before
     anything is read."""
     refuse_unusable_options(model, normalize, attribute_weights)
-    model = with_window(model, max_length=max_length, long_pairs=long_pairs)
+    model = model.windowed(max_length=max_length, long_responses=long_pairs)
     require_at_least("batch_size", batch_size, 1)
     if str(output) != STDOUT:
         check_output_file(output)
@@ -53,20 +52,6 @@ def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: s
                              attribute_weights=attribute_weights)
     write_jsonl(output, map(finite_or_none, scored))
     return len(records)
-
-
-def with_window(model: RewardModel | RewardEnsemble, *, max_length: int | None = None,
-                long_pairs: LongResponses = "drop") -> RewardModel | RewardEnsemble:
-    """A copy of the model (its weights shared) scoring with `max_length` (None: the spec's own) and `long_pairs`
-    (`rewardkit.models.backbones.windowed_spec`); an ensemble's members each get the same window. The model
-    itself when neither is asked for."""
-    if max_length is None and long_pairs == "drop":
-        return model
-    if isinstance(model, RewardEnsemble):
-        members = [with_window(m, max_length=max_length, long_pairs=long_pairs) for m in model.members]
-        return RewardEnsemble(members, mode=model.mode, std_weight=model.std_weight)
-    spec = windowed_spec(model.spec, model.model.config, max_length=max_length, long_responses=long_pairs)
-    return RewardModel(model.model, model.tokenizer, spec)
 
 
 def refuse_unusable_options(model: RewardModel | RewardEnsemble, normalize: bool,
