@@ -196,10 +196,15 @@ def head_parameter_names(model: PreTrainedModel) -> set[str]:
     return {name for name, p in model.named_parameters() if any(p is q for q in head.parameters())}
 
 
+def head_linear(model: PreTrainedModel) -> nn.Linear:
+    """The head's final linear layer: the head itself, or the last Linear inside it (BERT-style classifiers)."""
+    layer = head_module(model)
+    return layer if isinstance(layer, nn.Linear) else [m for m in layer.modules() if isinstance(m, nn.Linear)][-1]
+
+
 def init_score_head(model: PreTrainedModel) -> None:
     """Small-std init (1/sqrt(d+1)) of the final scalar layer, zero bias: rewards start near zero."""
-    layer = head_module(model)
-    linear = layer if isinstance(layer, nn.Linear) else [m for m in layer.modules() if isinstance(m, nn.Linear)][-1]
+    linear = head_linear(model)
     with torch.no_grad():
         linear.weight.normal_(std=1 / math.sqrt(linear.in_features + 1))
         if linear.bias is not None:

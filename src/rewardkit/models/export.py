@@ -21,12 +21,11 @@ from pathlib import Path
 
 import torch
 import yaml
-from torch import nn
 
 import rewardkit
 from rewardkit.errors import ConfigError, ModelError
 from rewardkit.io import check_output_dir, write_text_atomic
-from rewardkit.models.backbones import head_module
+from rewardkit.models.backbones import head_linear
 from rewardkit.models.ensemble import is_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
@@ -64,8 +63,7 @@ def bake(rm: RewardModel) -> None:
     if spec.clip is not None or rm.num_attributes != 1 or spec.task == "process":
         raise ConfigError("--bake-normalization needs one output, not a process model, and no clip range: a linear "
                           "head cannot compute anything else")
-    layer = head_module(rm.model)
-    linear = layer if isinstance(layer, nn.Linear) else [m for m in layer.modules() if isinstance(m, nn.Linear)][-1]
+    linear = head_linear(rm.model)
     if linear.bias is None:
         raise ConfigError(f"--bake-normalization: the score head of {type(rm.model).__name__} has no bias to hold "
                           "the mean; export without it (the stored statistics travel in scoring_spec.json)")
