@@ -27,7 +27,7 @@ from rich.table import Table
 from rewardkit.data.preferences import load_preferences, save_preferences
 from rewardkit.data.split import prepare_preferences
 from rewardkit.models.backbones import backbone_tokenizer_and_spec
-from rewardkit.training.setup import cpu_has_fast_bf16
+from rewardkit.precision import cpu_has_fast_bf16, resolve_precision
 
 BENCH = Path(__file__).resolve().parent
 MAX_LENGTH = 512
@@ -62,16 +62,20 @@ def run_script(script: str, *args: str) -> dict:
         return json.loads(Path(out.name).read_text())
 
 
-def train_comparison(backbone: str, sizes: tuple[int, int, float], workdir: Path) -> dict:
+def train_comparison(backbone: str, sizes: tuple[int, int, float], workdir: Path, precision: str) -> dict:
+    """Both systems on the same pairs in the same `precision`; a comparison whose precisions differ is refused."""
     n_train, n_eval, lr = sizes
     train_file, eval_file = fitting_split(backbone, n_train, n_eval, workdir)
     runs = {system: run_script("train_one.py", "--system", system, "--backbone", backbone, "--train", str(train_file),
                                "--eval", str(eval_file), "--workdir", str(workdir), "--lr", str(lr),
-                               "--max-length", str(MAX_LENGTH))
+                               "--max-length", str(MAX_LENGTH), "--precision", precision)
             for system in ("rewardkit", "trl")}
     ours, trl = runs["rewardkit"], runs["trl"]
+    if ours["precision"] != trl["precision"]:
+        raise SystemExit(f"unfair comparison: rewardkit ran {ours['precision']}, TRL {trl['precision']}")
     tokens = train_tokens(backbone, train_file)
     return {"backbone": backbone, "train_tokens": tokens,
+            "rewardkit_precision": ours["precision"], "trl_precision": trl["precision"],
             "rewardkit_tokens_per_s": tokens / ours["seconds"], "trl_tokens_per_s": tokens / trl["seconds"],
             "train_pairs": ours["pairs"], "trl_train_pairs": trl["pairs"], "eval_pairs": n_eval,
             "rewardkit_pairs_per_s": ours["pairs_per_s"], "trl_pairs_per_s": trl["pairs_per_s"],
@@ -109,6 +113,9 @@ def print_table(results: dict) -> None:
     for column in ("measure", "rewardkit", "baseline", "ratio"):
         table.add_column(column)
     for run in results["train"]:
+        if run["rewardkit_precision"] != run["trl_precision"]:
+            raise SystemExit(f"{run['backbone']}: the two systems ran in different precisions; not comparable")
+        table.add_row(f"train {run['backbone']} precision", run["rewardkit_precision"], run["trl_precision"], "")
         table.add_row(f"train {run['backbone']} pairs/s", f"{run['rewardkit_pairs_per_s']:.2f}",
                       f"TRL {run['trl_pairs_per_s']:.2f}", f"{run['speedup']:.2f}x")
         table.add_row(f"train {run['backbone']} tokens/s", f"{run['rewardkit_tokens_per_s']:.0f}",
@@ -118,13 +125,16 @@ def print_table(results: dict) -> None:
         table.add_row(f"train {run['backbone']} peak RSS MB", f"{run['rewardkit_peak_rss_mb']:.0f}",
                       f"TRL {run['trl_peak_rss_mb']:.0f}", "")
     score, bon = results["score"], results["bon"]
-    table.add_row("score seq/s", f"{score['seqs_per_s']:.1f}", f"one-at-a-time {score['naive_seqs_per_s']:.1f}",
-                  f"{score['speedup_vs_naive']:.2f}x")
-    table.add_row("score seq/s", "", f"padded batches of 32 {score['padded32_seqs_per_s']:.1f}",
+    table.add_row(f"score seq/s ({score['precision']})", f"{score['seqs_per_s']:.1f}",
+                  f"one-at-a-time fp32 {score['naive_seqs_per_s']:.1f}", f"{score['speedup_vs_naive']:.2f}x")
+    table.add_row("score seq/s", "", f"rewardkit fp32 {score['fp32_seqs_per_s']:.1f}",
+                  f"{score['speedup_vs_fp32']:.2f}x")
+    table.add_row("score seq/s", "", f"padded batches of 32 fp32 {score['padded32_seqs_per_s']:.1f}",
                   f"{score['speedup_vs_padded32']:.2f}x")
     table.add_row("score model TFLOP/s", f"{score['model_tflops']:.3f}",
                   f"matmul peak fp32 {score['matmul_peak_tflops']['fp32']:.3f} / "
-                  f"bf16 {score['matmul_peak_tflops']['bf16']:.3f}", "")
+                  f"bf16 {score['matmul_peak_tflops']['bf16']:.3f}", f"{score['fraction_of_peak']:.0%} of peak")
+    table.add_row("score max |reward - fp32|", f"{score['max_abs_diff_vs_fp32']:.2g}", "", "")
     table.add_row(f"best-of-{bon['n']} ({bon['backbone']}) s", f"{bon['shared_seconds']:.1f}",
                   f"independent {bon['independent_seconds']:.1f}", f"{bon['speedup']:.2f}x")
     Console().print(table)
@@ -133,16 +143,20 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer pairs, MiniLM training only (under 10 minutes)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="the same for every system; auto: bf16 where the hardware is fast at it")
     args = parser.parse_args()
+    precision = resolve_precision(args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         plan = QUICK if args.quick else FULL
         results = {"machine": describe_machine(), "date": datetime.date.today().isoformat(), "quick": args.quick,
-                   "max_length": MAX_LENGTH, "train": [train_comparison(b, s, workdir) for b, s in plan.items()]}
+                   "precision": precision, "max_length": MAX_LENGTH,
+                   "train": [train_comparison(b, s, workdir, precision) for b, s in plan.items()]}
         score_pairs, _ = fitting_split("minilm-l6", 1200, 0, workdir)
         results |= run_script("score_one.py", "--pairs", str(score_pairs), "--responses", "2000",
-                              "--bon-prompts", "4" if args.quick else "8")
-    name = "quick.json" if args.quick else f"{machine_slug()}-{results['date']}.json"
+                              "--bon-prompts", "4" if args.quick else "8", "--precision", precision)
+    name = "quick.json" if args.quick else f"{machine_slug()}-{results['date']}-{precision}.json"
     (BENCH / "results").mkdir(exist_ok=True)
     (BENCH / "results" / name).write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

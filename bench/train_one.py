@@ -1,12 +1,13 @@
 """One training run of the benchmark, in its own process so that its peak RSS is its own.
 
     python bench/train_one.py --system rewardkit|trl --backbone minilm-l6 --train train.jsonl --eval eval.jsonl \
-        --max-length 512 --batch-size 8 --lr 5e-5 --out result.json
+        --max-length 512 --batch-size 8 --lr 5e-5 --precision bf16 --out result.json
 
 Both systems start from the same weights (the backbone with the same seeded score head), see the same pairs,
-and use AdamW, cosine schedule with 5% warmup, gradient clipping at 1.0, no dropout, one epoch, fp32 on CPUs
-without fast bf16, and the same gradient checkpointing setting (TRL's RewardConfig turns it on by default;
-`--gradient-checkpointing` turns it on for both). Throughput counts the training loop only.
+and use AdamW, cosine schedule with 5% warmup, gradient clipping at 1.0, no dropout, one epoch, the same precision
+(`--precision`: bf16 autocast for both, or fp32 for both; `auto` resolves as `rewardkit.precision` says), and the
+same gradient checkpointing setting (TRL's RewardConfig turns it on by default; `--gradient-checkpointing` turns it
+on for both). Throughput counts the training loop only. The result records the precision each system ran in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rewardkit.config import load_config
 from rewardkit.data.preferences import load_preferences
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import as_messages, render_plain
+from rewardkit.precision import resolve_precision
 
 WARMUP, SEED = 0.05, 0
 
@@ -35,11 +37,13 @@ def run_rewardkit(args) -> dict:
                   "gradient_checkpointing": args.gradient_checkpointing},
         "data": {"train": [{"path": args.train}], "eval": [{"path": args.eval}]},
         "optim": {"lr": args.lr, "warmup_ratio": WARMUP, "schedule": "cosine", "max_grad_norm": 1.0},
-        "train": {"batch_size": args.batch_size, "epochs": 1, "seed": SEED, "log_every": 10**6},
+        "train": {"batch_size": args.batch_size, "epochs": 1, "seed": SEED, "log_every": 10**6,
+                  "precision": args.precision},
     })
     result = train(config, Path(args.workdir) / "rewardkit", show_progress=False)
     return {"seconds": result.summary["train_seconds"], "pairs": result.summary["train_records"],
-            "accuracy": result.metrics["overall"]["accuracy"], "share_prefix": result.summary["share_prefix"]}
+            "accuracy": result.metrics["overall"]["accuracy"], "share_prefix": result.summary["share_prefix"],
+            "precision": result.summary["precision"]}
 
 
 def trl_records(path: str, conversational: bool) -> list[dict]:
@@ -73,13 +77,14 @@ def run_trl(args) -> dict:
         eos_token=rm.tokenizer.eos_token or rm.tokenizer.sep_token, report_to=[], save_strategy="no",
         eval_strategy="no", logging_steps=10**6, disable_dropout=True,
         gradient_checkpointing=args.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        bf16=resolve_precision(args.precision) == "bf16", dataloader_num_workers=0,
     )
     trainer = RewardTrainer(model=rm.model, args=config, train_dataset=train_set, eval_dataset=eval_set,
                             processing_class=rm.tokenizer)
     output = trainer.train()
     accuracy = trainer.evaluate()["eval_accuracy"]
-    return {"seconds": output.metrics["train_runtime"], "pairs": len(trainer.train_dataset), "accuracy": accuracy}
+    return {"seconds": output.metrics["train_runtime"], "pairs": len(trainer.train_dataset), "accuracy": accuracy,
+            "precision": "bf16" if config.bf16 else "fp32"}
 
 
 def main() -> None:
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     args = parser.parse_args()
     result = run_rewardkit(args) if args.system == "rewardkit" else run_trl(args)
     result["pairs_per_s"] = result["pairs"] / result["seconds"]

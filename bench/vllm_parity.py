@@ -46,7 +46,8 @@ def vllm_rewards(model_dir: str, token_ids: list[list[int]], dtype: str) -> list
 
 def rewardkit_rewards(model_dir: str, dtype: str) -> tuple[list[list[int]], list[float]]:
     """The spec's token ids for PAIRS and rewardkit's rewards for them, in `dtype` on the GPU when there is one."""
-    rm = RewardModel.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    rm = RewardModel.from_pretrained(model_dir)
+    rm.model.to(getattr(torch, dtype))  # float16 too, which rewardkit's precisions leave out
     rm.to("cuda" if torch.cuda.is_available() else "cpu")
     prompts, responses = zip(*PAIRS, strict=True)
     encoded = rm.spec.encode_batch(rm.tokenizer, prompts, responses)

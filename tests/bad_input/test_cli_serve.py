@@ -137,11 +137,12 @@ def test_insecure_serves_on_all_interfaces_with_a_warning_on_stderr(model_dir, m
     served = []
     monkeypatch.setattr("rewardkit.cli.serve.quiet_transformers", lambda: None)
     monkeypatch.setattr("rewardkit.cli.serve.run_server", lambda app, config: served.append(config.host))
-    result = runner.invoke(app, ["serve", "--model", f"tiny={model_dir}", "--host", "0.0.0.0", "--insecure"])
+    result = runner.invoke(app, ["serve", "--model", f"tiny={model_dir}", "--host", "0.0.0.0", "--insecure",
+                                 "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     assert result.stderr == ("warning: serving on 0.0.0.0 without an API key (--insecure): anyone who can reach port "
                              "8000 can use it\n")
-    assert result.stdout == "serving tiny on http://0.0.0.0:8000\n" and served == ["0.0.0.0"]
+    assert result.stdout == "serving tiny (fp32) on http://0.0.0.0:8000\n" and served == ["0.0.0.0"]
 
 
 # ---- HTTP bodies: a 422 JSON error naming what is wrong, never a 500 ----------------------------------------------
@@ -257,7 +258,8 @@ def test_an_empty_response_is_scored_alike_over_http_and_by_score(served_app, mo
     reply = post_all(served_app, [{"json": {"items": [item]}}])[0]
     assert reply.status_code == 200, reply.text
     records = write_jsonl(tmp_path / "in.jsonl", [item])
-    result = runner.invoke(app, ["score", "--model", str(model_dir), "--input", str(records), "--output", "-"])
+    result = runner.invoke(app, ["score", "--model", str(model_dir), "--input", str(records), "--output", "-",
+                                 "--precision", "fp32"])  # as the served app (the library's default)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["reward"] == pytest.approx(reply.json()["rewards"][0], abs=1e-5)
 

@@ -173,9 +173,9 @@ def test_an_ensemble_flags_a_pair_any_member_truncated(llama_dir, bert_dir, item
 def test_score_cli_names_the_window_in_its_summary(model_dir, items_file, tmp_path):
     out = tmp_path / "out.jsonl"
     result = runner.invoke(app, ["score", "--model", str(model_dir), "--input", str(items_file), "--output", str(out),
-                                 "--max-length", "128", "--long-pairs", "truncate"])
+                                 "--max-length", "128", "--long-pairs", "truncate", "--precision", "fp32"])
     assert result.exit_code == 0, result.output
-    assert "scored 2 records (max_length 128, long pairs truncated)" in result.stdout
+    assert "scored 2 records in fp32 (max_length 128, long pairs truncated)" in result.stdout
     assert all(r["reward"] is not None for r in scored(out))
 
 

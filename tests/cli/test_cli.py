@@ -32,15 +32,15 @@ def test_train_then_score_then_audit(llama_dir, toy_data, tmp_path):
     write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q?", "response": "a good helpful answer"}])
     result = runner.invoke(app, ["score", "--model", str(tmp_path / "run" / "model"),
                                  "--input", str(tmp_path / "in.jsonl"),
-                                 "--output", str(tmp_path / "out.jsonl"), "--normalize"])
+                                 "--output", str(tmp_path / "out.jsonl"), "--normalize", "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     scored = json.loads((tmp_path / "out.jsonl").read_text())
     assert isinstance(scored["reward"], float) and isinstance(scored["reward_normalized"], float)
 
     piped = runner.invoke(app, ["score", "--model", str(tmp_path / "run" / "model"), "--input", "-", "--output", "-",
-                                "--normalize"], input=(tmp_path / "in.jsonl").read_text())
+                                "--normalize", "--precision", "fp32"], input=(tmp_path / "in.jsonl").read_text())
     assert piped.exit_code == 0, piped.output
-    assert json.loads(piped.stdout) == scored and piped.stderr == "scored 1 records\n"
+    assert json.loads(piped.stdout) == scored and piped.stderr == "scored 1 records in fp32\n"
 
     result = runner.invoke(app, ["data", "audit", str(toy_data), "--model", str(tmp_path / "run" / "model"),
                                  "--output", str(tmp_path / "audit.json")])

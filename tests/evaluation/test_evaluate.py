@@ -56,6 +56,25 @@ def run_eval(*args) -> tuple[str, dict, list[dict]]:
     return result.output, json.loads((out / "metrics.json").read_text()), predictions
 
 
+def test_bf16_eval_reports_its_largest_reward_difference_and_flips_against_fp32(model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "toy.jsonl", records(toy_pairs(40)))
+    _, fp32, fp32_predictions = run_eval("--model", model_dir, "--data", data, "--out", tmp_path / "fp32",
+                                         "--precision", "fp32")
+    output, bf16, bf16_predictions = run_eval("--model", model_dir, "--data", data, "--out", tmp_path / "bf16",
+                                              "--precision", "bf16", "--precision-check", "40")
+    reference = {p["id"]: p for p in fp32_predictions}
+    differences = [abs(p[side] - reference[p["id"]][side]) for p in bf16_predictions
+                   for side in ("reward_chosen", "reward_rejected")]
+    flips = sum(np.sign(p["margin"]) != np.sign(reference[p["id"]]["margin"]) for p in bf16_predictions)  # ties too
+    assert bf16["precision"] == "bf16" and 0 < max(differences) < 0.1, "bf16 really ran, close to fp32"
+    assert bf16["bf16_vs_fp32"] == {"pairs": 40, "max_reward_diff": pytest.approx(max(differences)),
+                                    "preference_flips": flips}
+    assert f"against fp32 on 40 pairs the largest reward difference is {max(differences):.4g}" in output
+    sampled = run_eval("--model", model_dir, "--data", data, "--out", tmp_path / "sampled", "--precision", "bf16",
+                       "--precision-check", "8")[1]
+    assert sampled["bf16_vs_fp32"]["pairs"] == 8 and fp32["precision"] == "fp32"
+
+
 def run_failing_eval(*args) -> str:
     result = runner.invoke(app, ["eval", *[str(arg) for arg in args]])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -70,9 +89,11 @@ def test_metrics_agree_with_predictions_and_the_report_is_written(model_dir, tmp
     pairs = toy_pairs(40)
     too_long = PreferencePair(prompt="q", chosen="word " * 200, rejected="short", id="too-long")
     data = write_jsonl(tmp_path / "toy.jsonl", records(pairs + [too_long]))
-    output, metrics, predictions = run_eval("--model", model_dir, "--data", data, "--out", tmp_path / "out")
+    output, metrics, predictions = run_eval("--model", model_dir, "--data", data, "--out", tmp_path / "out",
+                                            "--precision", "fp32")
 
     assert metrics["model"] == str(model_dir) and metrics["dropped_too_long"] == 1 and metrics["skipped_records"] == 0
+    assert metrics["precision"] == "fp32" and "bf16_vs_fp32" not in metrics
     assert len(predictions) == 40 and all(set(p) == set(PREDICTION_KEYS) for p in predictions)
     assert [p["id"] for p in predictions] == [pair.id for pair in pairs]
     for p in predictions:

@@ -95,12 +95,12 @@ def test_a_multi_attribute_file_is_encoded_and_forwarded_once(llama_dir, tmp_pat
     score_file(rm, write_jsonl(tmp_path / "in.jsonl", records), tmp_path / "out.jsonl", normalize=True)
     assert len(forwards) == 1, "one forward pass for the rewards and the attributes"
     fitted, too_long = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert list(fitted) == ["prompt", "response", "reward", "reward_normalized", "attributes"]
+    assert list(fitted) == ["prompt", "response", "reward", "reward_normalized", "attributes", "precision"]
     helpful, verbose = rm.score_attributes(["tea?"], ["yes please"])[0].values()
     assert fitted["attributes"] == pytest.approx({"helpful": helpful, "verbose": verbose}, abs=1e-6)
     assert fitted["reward"] == pytest.approx(helpful + 2.0 * verbose, abs=1e-6)
     assert fitted["reward_normalized"] == pytest.approx((fitted["reward"] - 0.5) / 2.0, abs=1e-6)
-    assert list(too_long) == ["prompt", "response", "reward", "error"] and too_long["reward"] is None
+    assert list(too_long) == ["prompt", "response", "reward", "error", "precision"] and too_long["reward"] is None
 
 
 # ---- ensembles ----------------------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_cli_score_takes_an_ensemble_directory_and_its_overrides(ensemble_dir, t
 
     def cli_rewards(*options: str) -> list[float]:
         result = runner.invoke(cli_app, ["score", "--model", str(ensemble_dir), "--input", str(source), "--output",
-                                         str(tmp_path / "out.jsonl"), *options])
+                                         str(tmp_path / "out.jsonl"), "--precision", "fp32", *options])
         assert result.exit_code == 0, result.output
         return [r["reward"] for r in read_output(tmp_path / "out.jsonl")]
 

@@ -22,7 +22,6 @@ from rewardkit.errors import TrainingError
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.tasks import pairwise as pairwise_module
 from rewardkit.training.launch import train
-from rewardkit.training.setup import AUTO_PRECISION_ENV, resolve_precision
 
 
 def tiny_config(backbone: Path, data: Path, **train_overrides) -> dict:
@@ -85,16 +84,6 @@ def test_a_fraction_of_an_epoch_counts_the_examples_trained_not_the_usable_set(l
 
 def logged_losses(run_dir: Path) -> list[float]:
     return [r["loss"] for r in map(json.loads, (run_dir / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
-
-
-def test_auto_precision_follows_the_environment_override(monkeypatch):
-    for forced in ("bf16", "fp32"):
-        monkeypatch.setenv(AUTO_PRECISION_ENV, forced)
-        assert resolve_precision("auto") == forced
-    assert resolve_precision("fp32") == "fp32", "an explicit precision wins over the override"
-    monkeypatch.setenv(AUTO_PRECISION_ENV, "fp16")
-    with pytest.raises(TrainingError, match="expected bf16 or fp32"):
-        resolve_precision("auto")
 
 
 def test_bf16_autocast_trains_like_fp32_in_one_process(llama_dir, toy_data, tmp_path):

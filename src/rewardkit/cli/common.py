@@ -15,6 +15,7 @@ from rewardkit.data.preferences import PREFERENCE_RECORD_TYPES
 from rewardkit.errors import ConfigError, RewardkitError
 from rewardkit.models.ensemble import EnsembleMode
 from rewardkit.models.spec import LongResponses
+from rewardkit.precision import Precision
 
 # results go to stdout, never hard-wrapped (so `rewardkit data audit F > audit.json` is the JSON; a table piped to a
 # file keeps its natural width); errors and warnings go to stderr, one unwrapped line each
@@ -79,3 +80,5 @@ MaxLengthOption = Annotated[int | None, typer.Option(min=1, metavar="N", help=(
 LongPairsOption = Annotated[LongResponses, typer.Option(help=(
     "A response alone longer than max_length: drop the pair, or truncate it (keep the response's start, flagged "
     "'truncated')."))]
+PrecisionOption = Annotated[Precision, typer.Option(help=(
+    "bf16 weights or fp32; auto: bf16 where the hardware is fast at it (CUDA, CPUs with AMX / AVX512-BF16)."))]

@@ -14,6 +14,7 @@ from rewardkit.cli.common import (
     LongPairsOption,
     MaxLengthOption,
     OnBadRecordOption,
+    PrecisionOption,
     SeedOption,
     StdWeightOption,
     console,
@@ -49,6 +50,10 @@ def evaluate_command(
     std_weight: StdWeightOption = None,
     max_length: MaxLengthOption = None,
     long_pairs: LongPairsOption = "drop",
+    precision: PrecisionOption = "auto",
+    precision_check: Annotated[int, typer.Option(min=0, metavar="N", help=(
+        "In bf16, score N sampled pairs again in fp32 and report the largest reward difference and the "
+        "preference flips (0: skip)."))] = 64,
 ) -> None:
     """Evaluate reward models on preference files; write a report.
 
@@ -68,7 +73,8 @@ def evaluate_command(
     config = EvalConfig(models=model, data=data, out_dir=out, subset_field=subset_field, bootstrap=bootstrap,
                         seed=seed, fit_temperature=fit_temperature, format=format, on_bad_record=on_bad_record,
                         batch_size=batch_size, ensemble_mode=ensemble_mode, std_weight=std_weight,
-                        max_length=max_length, long_pairs=long_pairs)
+                        max_length=max_length, long_pairs=long_pairs, precision=precision,
+                        precision_check=precision_check)
     results = evaluate(config)
     if "overall" not in results[0].metrics:  # scored against labels (ratings, verifier outcomes, steps)
         for result in results:
@@ -87,6 +93,10 @@ def print_eval_notes(config: EvalConfig, results: list[ModelResult]) -> None:
         console.print(f"skipped {skipped} bad records")
     for directory, result in zip(config.models, results, strict=True):
         metrics = result.metrics
+        cost = metrics.get("bf16_vs_fp32")
+        if cost and cost["pairs"]:
+            console.print(f"{result.name}: scored in bf16; against fp32 on {cost['pairs']} pairs the largest reward "
+                          f"difference is {cost['max_reward_diff']:.4g}, {cost['preference_flips']} preferences flip")
         if metrics["dropped_too_long"]:
             console.print(f"{result.name}: {metrics['dropped_too_long']} of {metrics['overall']['total']} pairs not "
                           f"scored (a response is longer than max_length {metrics['max_length']}; see --max-length "

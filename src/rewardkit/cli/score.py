@@ -13,19 +13,18 @@ from rewardkit.cli.common import (
     EnsembleModeOption,
     LongPairsOption,
     MaxLengthOption,
+    PrecisionOption,
     StdWeightOption,
     console,
     err_console,
     quiet_transformers,
-    refuse_ensemble_options,
     user_errors,
 )
 from rewardkit.errors import ConfigError
 from rewardkit.io import STDOUT
-from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
-from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import LongResponses
 from rewardkit.scoring.files import score_file
+from rewardkit.scoring.loading import load_scorer
 
 
 @user_errors
@@ -45,17 +44,19 @@ def score(
     std_weight: StdWeightOption = None,
     max_length: MaxLengthOption = None,
     long_pairs: LongPairsOption = "drop",
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Score prompt-response records with a trained model or ensemble.
 
     Records may also be conversations (messages), or a process model's step lists. An ensemble writes its members'
-    combined z-score as `reward` and their spread as `uncertainty`.
+    combined z-score as `reward` and their spread as `uncertainty`. Each record says the `precision` it was scored in.
     """
     quiet_transformers()
     weights = dict(parse_weight(w) for w in weight) if weight else None
-    count = score_file(load_scorer(model, ensemble_mode, std_weight), input, output, batch_size=batch_size,
+    scorer = load_scorer(model, precision=precision, ensemble_mode=ensemble_mode, std_weight=std_weight)
+    count = score_file(scorer, input, output, batch_size=batch_size,
                        normalize=normalize, attribute_weights=weights, max_length=max_length, long_pairs=long_pairs)
-    summary = f"scored {count} records{window_note(max_length, long_pairs)}"
+    summary = f"scored {count} records in {scorer.precision}{window_note(max_length, long_pairs)}"
     if output == STDOUT:  # stdout holds the records
         err_console.print(summary, highlight=False)
     else:
@@ -67,15 +68,6 @@ def window_note(max_length: int | None, long_pairs: LongResponses) -> str:
     parts = ([f"max_length {max_length}"] if max_length is not None else []) + (
         ["long pairs truncated"] if long_pairs == "truncate" else [])
     return f" ({', '.join(parts)})" if parts else ""
-
-
-def load_scorer(directory: Path, ensemble_mode: str | None, std_weight: float | None) -> RewardModel | RewardEnsemble:
-    """The ensemble saved in `directory` (with the overrides), or its reward model."""
-    if is_ensemble(directory):
-        return RewardEnsemble.from_pretrained(directory, mode=ensemble_mode, std_weight=std_weight)
-    refuse_ensemble_options(ensemble_mode, std_weight, has_ensemble=False,
-                            why_not=f"{directory} is one reward model")
-    return RewardModel.from_pretrained(directory)
 
 
 def parse_weight(text: str) -> tuple[str, float]:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rewardkit.cli.common import (
     EnsembleModeOption,
     LongPairsOption,
+    PrecisionOption,
     StdWeightOption,
     console,
     quiet_transformers,
@@ -107,6 +108,7 @@ def serve(
         "CPU."))] = None,
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Run modeling code shipped with a model (only for models you trust).")] = False,
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Serve reward models over HTTP.
 
@@ -124,8 +126,11 @@ def serve(
         torch.set_num_threads(threads)  # before any forward thread starts: each takes the count on first use
     quiet_transformers()
     models, ensembles = load_models(model or [], ensemble or [], ensemble_mode=config.ensemble_mode,
-                                    std_weight=config.std_weight, trust_remote_code=trust_remote_code)
+                                    std_weight=config.std_weight, trust_remote_code=trust_remote_code,
+                                    precision=precision)
     scoring_app = create_app(models, config, ensembles)
-    console.print(f"serving {', '.join([*models, *ensembles])} on http://{config.host}:{config.port}"
+    precisions = sorted({m.precision for m in models.values()} | {e.precision for e in ensembles.values()})
+    console.print(f"serving {', '.join([*models, *ensembles])} ({', '.join(precisions)}) on "
+                  f"http://{config.host}:{config.port}"
                   f"{' (API key required)' if config.api_key else ''}")
     run_server(scoring_app, config)

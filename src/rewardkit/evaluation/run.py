@@ -14,7 +14,9 @@ training's periodic evaluation (`rewardkit.tasks.comparisons.evaluate_comparison
                        (pairs with a response longer than the spec's max_length), "truncated" (pairs scored
                        with a response's tail cut), "max_length" (the window used), "long_pairs", "total" and
                        "coverage" (scored / total pairs) in "overall" and each subset, "unscored_subsets"
-                       ({subset: pairs} where none was scored) and "skipped_records";
+                       ({subset: pairs} where none was scored), "skipped_records", "precision" (bf16 or
+                       fp32) and, in bf16, "bf16_vs_fp32": {"pairs", "max_reward_diff", "preference_flips"} on a
+                       sample of `precision_check` pairs scored again in fp32;
                        several models: {"models": {name: that dict}, "comparison": {name: {"reference",
                        "difference", "ci95", "n"}}}, each model after the first against the first: strict
                        accuracy difference (this - reference) on the pairs both scored, paired bootstrap CI
@@ -45,13 +47,14 @@ results and null in the files.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from rewardkit.errors import ConfigError, ModelError
-from rewardkit.evaluation.inputs import load_eval_data
+from rewardkit.evaluation.inputs import EvalData, load_eval_data
 from rewardkit.evaluation.labels import evaluate_label_files, evaluates_labels, is_rating_file
 from rewardkit.evaluation.preference import evaluate_ensemble, evaluate_model
 from rewardkit.evaluation.report import ModelResult, write_report
@@ -60,6 +63,7 @@ from rewardkit.metrics.preference import paired_bootstrap_difference
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses, require_at_least
+from rewardkit.precision import Precision, resolve_precision
 from rewardkit.progress import counting_progress
 
 PREDICTION_KEYS = ("id", "subset", "model", "reward_chosen", "reward_rejected", "margin", "correct",
@@ -85,10 +89,14 @@ class EvalConfig:
     std_weight: float | None = None  # ensembles: k of mean-minus-std instead of the saved one
     max_length: int | None = None  # tokens per pair instead of the spec's, up to the backbone's position limit
     long_pairs: LongResponses = "drop"  # a response alone over max_length: drop the pair, or truncate it
+    precision: Precision = "fp32"  # bf16 weights, or auto: bf16 where the hardware is fast at it
+    precision_check: int = 64  # bf16: pairs scored again in fp32 to measure what bf16 costs; 0 turns it off
 
     def __post_init__(self) -> None:
         require_at_least("batch_size", self.batch_size, 1)
         require_at_least("bootstrap", self.bootstrap, 0)
+        require_at_least("precision_check", self.precision_check, 0)
+        resolve_precision(self.precision)
         if self.max_length is not None:
             require_at_least("max_length", self.max_length, 1)
         check_long_responses(self.long_pairs)
@@ -114,17 +122,15 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
         for name, directory in zip(names, config.models, strict=True):
             options = {"name": name, "bootstrap": config.bootstrap, "seed": config.seed,
                        "batch_size": config.batch_size, "progress": progress}
-            if is_ensemble(directory):
-                ensemble = RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode,
-                                                          std_weight=config.std_weight,
-                                                          load_member=lambda d: load_model(d, config))
-                result = evaluate_ensemble(ensemble, data, **options)
-            else:
-                result = evaluate_model(load_model(directory, config), data, **options)
-                if config.fit_temperature:
-                    save_temperature(specs[directory], directory, result.metrics["calibration"]["temperature"])
+            result = evaluate_directory(directory, data, config, config.precision, options)
+            if config.fit_temperature and not is_ensemble(directory):
+                save_temperature(specs[directory], directory, result.metrics["calibration"]["temperature"])
+            precision = resolve_precision(config.precision)
+            cost = {"bf16_vs_fp32": precision_cost(result, directory, data, config, options)} if (
+                precision == "bf16" and config.precision_check) else {}
             result.metrics = finite_or_none(result.metrics | {"model": str(directory), "long_pairs": config.long_pairs,
-                                                              "skipped_records": len(data.skipped)})
+                                                              "skipped_records": len(data.skipped),
+                                                              "precision": precision} | cost)
             results.append(result)
     reference = results[0]
     for result in results[1:]:
@@ -138,7 +144,7 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
     line per model and record: its outputs, or its step probabilities and predicted first error) and report.md."""
     results = []
     for name, directory in zip(names, config.models, strict=True):
-        rm = load_model(directory, config)
+        rm = load_model(directory, config, config.precision)
         metrics, predictions = evaluate_label_files(rm, config.data, on_bad_record=config.on_bad_record,
                                                     bootstrap=config.bootstrap)
         document = metrics | {"model": str(directory), "max_length": rm.spec.max_length}
@@ -152,10 +158,38 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
     return results
 
 
-def load_model(directory: str | Path, config: EvalConfig) -> RewardModel:
-    """The saved model, scoring with `config`'s window and rule for over-long pairs (its saved spec untouched)."""
-    return RewardModel.from_pretrained(directory).windowed(max_length=config.max_length,
-                                                           long_responses=config.long_pairs)
+def evaluate_directory(directory: Path, data: EvalData, config: EvalConfig, precision: str,
+                       options: dict) -> ModelResult:
+    """The saved model or ensemble in `directory`, loaded in `precision`, evaluated on `data`."""
+    if is_ensemble(directory):
+        ensemble = RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode, std_weight=config.std_weight,
+                                                  load_member=lambda d: load_model(d, config, precision))
+        return evaluate_ensemble(ensemble, data, **options)
+    return evaluate_model(load_model(directory, config, precision), data, **options)
+
+
+def load_model(directory: str | Path, config: EvalConfig, precision: str) -> RewardModel:
+    """The saved model in `precision`, scoring with `config`'s window and rule for over-long pairs (its saved spec
+    untouched)."""
+    return RewardModel.from_pretrained(directory, precision=precision).windowed(max_length=config.max_length,
+                                                                                long_responses=config.long_pairs)
+
+
+def precision_cost(result: ModelResult, directory: Path, data: EvalData, config: EvalConfig, options: dict) -> dict:
+    """What bf16 costs: on a random sample of `config.precision_check` pairs scored again in fp32, the largest
+    reward difference and the pairs whose preferred side changes (a margin's sign)."""
+    sample = random.Random(config.seed).sample(data.pairs, min(config.precision_check, len(data.pairs)))
+    reference = evaluate_directory(directory, EvalData(pairs=sample), config, "fp32",
+                                   options | {"name": f"{options['name']} (fp32 check)", "bootstrap": 0})
+    ours = {p["id"]: p for p in result.predictions}
+    shared = [(p, ours[p["id"]]) for p in reference.predictions if p["id"] in ours]
+    differences = [abs(a[side] - b[side]) for a, b in shared for side in ("reward_chosen", "reward_rejected")]
+    flips = sum(sign(a["margin"]) != sign(b["margin"]) for a, b in shared)
+    return {"pairs": len(shared), "max_reward_diff": max(differences, default=None), "preference_flips": flips}
+
+
+def sign(x: float) -> int:
+    return (x > 0) - (x < 0)
 
 
 def save_temperature(saved: ScoringSpec, directory: Path, temperature: float) -> None:

@@ -12,6 +12,7 @@ item's uncertainty. An ensemble directory holds `ensemble.json` and one stock re
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import statistics
@@ -24,6 +25,7 @@ from rewardkit.errors import ConfigError, ModelError
 from rewardkit.io import write_json_atomic
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import LongResponses, read_model_json
+from rewardkit.precision import Precision
 
 EnsembleMode = Literal["mean", "min", "mean-minus-std"]
 
@@ -74,13 +76,15 @@ class RewardEnsemble:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, mode: EnsembleMode | None = None,
-                        std_weight: float | None = None,
-                        load_member: Callable[[Path], RewardModel] = RewardModel.from_pretrained) -> RewardEnsemble:
+                        std_weight: float | None = None, precision: Precision = "fp32",
+                        load_member: Callable[[Path], RewardModel] | None = None) -> RewardEnsemble:
         """The saved ensemble, with its saved mode and std weight unless `mode` / `std_weight` override them;
-        `load_member` loads each member's directory (the service passes its own, to share loaded models)."""
+        its members loaded in `precision`, or by `load_member` (the service passes its own, to share loaded
+        models)."""
         directory = Path(directory)
         manifest = read_manifest(directory)
-        members = [load_member(directory / name) for name in manifest["members"]]
+        load = load_member or functools.partial(RewardModel.from_pretrained, precision=precision)
+        members = [load(directory / name) for name in manifest["members"]]
         return cls(members, mode=mode or manifest["mode"],
                    std_weight=manifest["std_weight"] if std_weight is None else std_weight)
 
@@ -92,6 +96,10 @@ class RewardEnsemble:
         if all(new is old for new, old in zip(members, self.members, strict=True)):
             return self
         return RewardEnsemble(members, mode=self.mode, std_weight=self.std_weight)
+
+    @property
+    def precision(self) -> str:
+        return self.members[0].precision
 
     def combine(self, member_rewards: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
         """(combined reward, members' population std) per item, from each member's z-scored rewards, with this

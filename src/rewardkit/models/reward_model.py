@@ -42,6 +42,7 @@ from rewardkit.models.spec import (
     require_list,
 )
 from rewardkit.models.templates import chat_template_for
+from rewardkit.precision import Precision, resolve_dtype
 
 
 class RewardModel(nn.Module):
@@ -104,9 +105,13 @@ class RewardModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, trust_remote_code: bool = False,
-                        dtype: torch.dtype = torch.float32) -> RewardModel:
+                        precision: Precision = "fp32") -> RewardModel:
         """Load a trained reward model; a missing (freshly initialized) score head or damaged weights are a
-        ModelError naming the directory."""
+        ModelError naming the directory.
+
+        `precision` bf16 loads bf16 weights (half the memory; fast where the hardware has bf16 matmuls), `auto`
+        picks it where the hardware is fast at it (`rewardkit.precision`); rewards are fp32 either way."""
+        dtype = resolve_dtype(precision)
         spec = ScoringSpec.load(directory)
         try:
             tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
@@ -149,6 +154,11 @@ class RewardModel(nn.Module):
         self.spec.save(staging)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
+
+    @property
+    def precision(self) -> str:
+        """'bf16' or 'fp32': the dtype the weights are held (and matmuls run) in."""
+        return "bf16" if next(self.parameters()).dtype == torch.bfloat16 else "fp32"
 
     def consumer_template(self) -> str | None:
         """The chat template that renders as the spec does; None (with a warning) where no template can, so a

@@ -11,7 +11,8 @@ their spread as `uncertainty`. A response that alone exceeds the spec's max leng
 `error`, never a made-up number (so does a non-finite model output); with `long_pairs="truncate"` it is scored
 with its tail cut and flagged `"truncated": true`. `max_length` scores with another window than the saved one, up
 to the backbone's position limit (`RewardModel.windowed`; the saved spec is untouched). Every line is strict JSON:
-a NaN or infinity anywhere else in a record (an input field, an attribute) is written as null.
+a NaN or infinity anywhere else in a record (an input field, an attribute) is written as null. Each record says the
+`precision` (bf16 or fp32) it was scored in.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: s
     else:
         scored = score_pairs(model, records, batch_size=batch_size, normalize=normalize,
                              attribute_weights=attribute_weights)
-    write_jsonl(output, map(finite_or_none, scored))
+    write_jsonl(output, (finite_or_none(record | {"precision": model.precision}) for record in scored))
     return len(records)
 
 

@@ -6,11 +6,12 @@
     run_server(app, config)                 # or mount `app` in any ASGI server
 
     POST /v1/score    {"model"?, "items": [{"prompt", "response"} | {"messages"}], "normalize"?}
-                      -> {"model", "rewards", "normalized", "usage": {"tokens"}, "warnings", "uncertainty"?}
+                      -> {"model", "precision", "rewards", "normalized", "usage": {"tokens"}, "warnings",
+                      "uncertainty"?}
     POST /get_reward  OpenRLHF's remote reward model: {"query", "prompts"?, "labels"?} -> {"rewards", "scores",
                       "extra_logs"}; raw rewards of the default model (or `?model=NAME`), see `split_queries`
     GET  /health      200 once the models are loaded and a warm-up batch ran; 503 before, and while draining
-    GET  /v1/models   names, specs, fingerprints, max_length and long_pairs, normalization statistics;
+    GET  /v1/models   names, precision, specs, fingerprints, max_length and long_pairs, normalization statistics;
                       ensembles' mode and std weight
     GET  /metrics     Prometheus text: requests, errors, latency, batch sizes, tokens and forward time, queue time
 
@@ -64,6 +65,7 @@ from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.ensemble import EnsembleMode, RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import EncodedPair
+from rewardkit.precision import Precision
 from rewardkit.serving.batching import Batcher, BatcherClosed
 from rewardkit.serving.metrics import SECONDS_BUCKETS, Metrics
 from rewardkit.serving.requests import (
@@ -105,6 +107,7 @@ class Scored:
 
 class Scorer(Protocol):
     name: str
+    precision: str  # bf16 or fp32: what its forward passes run in
     markers: set[str]  # strings that show text was already templated
     end_tokens: set[str]  # padding/EOS strings an OpenRLHF query may carry
 
@@ -123,7 +126,7 @@ class ModelScorer:
         if config.max_batch_tokens < spec.max_length:
             raise ConfigError(f"max_batch_tokens {config.max_batch_tokens} is below model {name!r}'s max_length "
                              f"{spec.max_length}: its longest pairs could never be scored")
-        self.name, self.rm, self.spec, self.config = name, rm, spec, config
+        self.name, self.rm, self.spec, self.config, self.precision = name, rm, spec, config, rm.precision
         self.batcher = Batcher(name, rm, metrics, max_batch_tokens=config.max_batch_tokens,
                                max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms)
         tokenizer = rm.tokenizer
@@ -171,7 +174,8 @@ class ModelScorer:
 
     def describe(self) -> dict:
         spec = self.spec
-        return {"id": self.name, "kind": "model", "fingerprint": spec.fingerprint(), "spec": spec.model_dump(),
+        return {"id": self.name, "kind": "model", "precision": self.precision, "fingerprint": spec.fingerprint(),
+                "spec": spec.model_dump(),
                 "max_length": spec.max_length, "long_pairs": spec.long_responses,
                 "normalization": spec.normalization.model_dump() if spec.normalization else None}
 
@@ -182,7 +186,7 @@ class EnsembleScorer:
 
     def __init__(self, name: str, ensemble: RewardEnsemble, members: list[ModelScorer]) -> None:
         assert [m.rm for m in members] == ensemble.members, "one scorer per member, in order"
-        self.name, self.ensemble, self.members = name, ensemble, members
+        self.name, self.ensemble, self.members, self.precision = name, ensemble, members, ensemble.precision
         self.markers = set().union(*(m.markers for m in members))
         self.end_tokens = set().union(*(m.end_tokens for m in members))
 
@@ -193,7 +197,7 @@ class EnsembleScorer:
         return Scored(rewards, sum(s.tokens for s in scored), True, spread, truncated)
 
     def describe(self) -> dict:
-        return {"id": self.name, "kind": "ensemble", "mode": self.ensemble.mode,
+        return {"id": self.name, "kind": "ensemble", "precision": self.precision, "mode": self.ensemble.mode,
                 "std_weight": self.ensemble.std_weight, "members": [m.describe() for m in self.members]}
 
 
@@ -377,7 +381,8 @@ def add_routes(app: FastAPI, service: Service) -> None:
         prompts, responses = item_pairs(body.items)
         scored, warnings = await service.score(scorer, prompts, responses, body.normalize, "/v1/score")
         extra = {"uncertainty": scored.uncertainty} if scored.uncertainty is not None else {}
-        return {"model": scorer.name, "rewards": scored.rewards, "normalized": scored.normalized,
+        return {"model": scorer.name, "precision": scorer.precision, "rewards": scored.rewards,
+                "normalized": scored.normalized,
                 "usage": {"tokens": scored.tokens}, "warnings": warnings} | extra
 
     @app.post("/get_reward", dependencies=auth)
@@ -406,21 +411,22 @@ def add_routes(app: FastAPI, service: Service) -> None:
 
 
 def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, ensemble_mode: EnsembleMode | None = None,
-                std_weight: float | None = None, trust_remote_code: bool = False
+                std_weight: float | None = None, trust_remote_code: bool = False, precision: Precision = "fp32"
                 ) -> tuple[dict[str, RewardModel], dict[str, RewardEnsemble]]:
     """`--model DIR | NAME=DIR` and `--ensemble NAME=DIR1,DIR2 | NAME=ENSEMBLE_DIR` into ({name: model},
     {name: ensemble}).
 
     A bare DIR is named after its folder; a directory used twice is loaded once. A trained ensemble directory
     combines with its saved mode and std weight, a list of directories with mean (k = 1); `ensemble_mode` and
-    `std_weight` override both.
+    `std_weight` override both. Every model loads in `precision` (`rewardkit.precision`).
     """
     loaded: dict[Path, RewardModel] = {}
 
     def load(directory: str | Path) -> RewardModel:
         path = Path(directory).resolve()
         if path not in loaded:
-            loaded[path] = RewardModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+            loaded[path] = RewardModel.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                       precision=precision)
             if loaded[path].spec.task == "process":
                 raise ModelError(f"{directory} is a process reward model (step scores): the service scores whole "
                                  "responses; score steps offline with `rewardkit score`")

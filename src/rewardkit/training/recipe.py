@@ -31,6 +31,7 @@ from rewardkit.errors import TrainingError
 from rewardkit.io import finite_or_none, write_json_atomic
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import Normalization
+from rewardkit.precision import autocast, resolve_precision
 from rewardkit.progress import TrainProgress
 from rewardkit.tasks.base import Task, TrainingData
 from rewardkit.tasks.registry import build_task
@@ -38,7 +39,6 @@ from rewardkit.training import checkpoint
 from rewardkit.training.batches import EpochBatches
 from rewardkit.training.log import TrainLog, save_resolved_config
 from rewardkit.training.setup import (
-    autocast,
     build_model,
     build_optimizer,
     build_scheduler,
@@ -47,7 +47,6 @@ from rewardkit.training.setup import (
     encode_training_data,
     load_training_data,
     micro_batch_size,
-    resolve_precision,
     resolve_share_prefix,
     seed_everything,
 )

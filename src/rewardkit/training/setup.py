@@ -4,9 +4,7 @@ optimizer and scheduler."""
 from __future__ import annotations
 
 import math
-import os
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,37 +17,6 @@ from rewardkit.errors import TrainingError
 from rewardkit.models.backbones import backbone_config, head_module, resolve_backbone
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.tasks.base import NoTrainingData, Task, TrainingData
-
-AUTO_PRECISION_ENV = "REWARDKIT_AUTO_PRECISION"  # bf16 or fp32: what `auto` means here, whatever the hardware
-
-
-def resolve_precision(precision: str) -> str:
-    """'bf16' or 'fp32'. auto reads REWARDKIT_AUTO_PRECISION when set (CI runs the suite under each), else
-    picks bf16 on CUDA with bf16 and on CPUs with AMX / AVX512-BF16."""
-    if precision == "auto":
-        precision = os.environ.get(AUTO_PRECISION_ENV) or hardware_precision()
-        if precision not in ("bf16", "fp32"):
-            raise TrainingError(f"{AUTO_PRECISION_ENV}={precision!r}: expected bf16 or fp32")
-    return precision
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast around the forward and loss (the loss itself is computed in fp32); a no-op for fp32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def hardware_precision() -> str:
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
-
-
-def cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def resolve_share_prefix(setting: bool | str, rm: RewardModel) -> bool:
