@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification
 
 from rewardkit.errors import ModelError
 from rewardkit.models.backbones import resolve_backbone
-from rewardkit.models.reward_model import RewardModel, to_device
+from rewardkit.models.reward_model import RewardModel, length_chunks, to_device
 
 
 @pytest.fixture(params=["llama", "bert"])
@@ -128,3 +128,21 @@ def test_to_device_moves_every_tensor_of_a_batch():
     moved = to_device(batch, "meta")
     assert list(moved) == list(batch) and all(tensor.is_meta for tensor in moved.values())
     assert moved["attention_mask"].dtype == torch.bool
+
+
+def test_batches_of_mixed_lengths_keep_their_padding_bounded():
+    lengths = [200, 190, 180, 60, 58, 55, 54, 12, 10, 9, 9, 8]
+    chunks = length_chunks(list(range(len(lengths))), lengths, batch_size=4, max_padding=0.25)
+    assert [row for chunk in chunks for row in chunk] == list(range(len(lengths))), "every row once, in order"
+    for chunk in chunks:
+        real = sum(lengths[i] for i in chunk)
+        assert len(chunk) <= 4 and lengths[chunk[0]] * len(chunk) <= 1.25 * real
+    assert chunks == [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9, 10], [11]], "a short row never pads to a long one"
+    assert length_chunks([0, 1, 2], [5, 5, 5], batch_size=2) == [[0, 1], [2]]
+
+
+def test_scores_do_not_depend_on_how_rows_are_batched(saved_model):
+    rm, _ = saved_model
+    prompts, responses = ["q"] * 4, ["a", "a much longer answer " * 3, "b", "mid length answer here"]
+    one_by_one = [rm.score([p], [r])[0] for p, r in zip(prompts, responses, strict=True)]
+    assert rm.score(prompts, responses, batch_size=4) == pytest.approx(one_by_one, abs=1e-5)

@@ -8,7 +8,8 @@
 Each model has one queue and one worker task. The worker takes the oldest queued pair and gathers the pairs that
 join it until `max_batch_size` pairs, `max_batch_tokens` padded tokens (rows x longest row) or the first pair's
 `max_wait_ms` deadline; a pair that would break the token budget opens the next batch. The batch runs as one
-forward pass of `RewardModel.score_encoded` (the offline scoring path) on the batcher's single forward thread.
+call of `RewardModel.score_encoded` (the offline scoring path: rows of similar length share a forward pass) on the
+batcher's single forward thread.
 
 The batcher knows no HTTP: a batcher that is not running raises `BatcherClosed`, and a failed forward pass fails
 the requests in that batch with the model's own exception while the worker keeps serving.
@@ -121,10 +122,11 @@ class Batcher:
         self.record(jobs, started)
 
     def forward(self, pairs: list[EncodedPair]) -> list[float]:
-        """The whole batch in one forward pass, in the forward thread (torch releases the GIL).
+        """The whole batch in the forward thread (torch releases the GIL), through the offline scoring path.
 
-        `batch_size=len(pairs)` keeps it one pass: the token budget already bounds the batch, and the padded width
-        is the longest row's whichever order `score_encoded` puts the rows in.
+        `batch_size=len(pairs)`: the token budget already bounds the batch; `score_encoded` still splits rows of
+        very different lengths into passes of their own (`length_chunks`), since padding a short pair to a long
+        one costs more than a second pass.
         """
         return self.rm.score_encoded(pairs, batch_size=len(pairs))
 
