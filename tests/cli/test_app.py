@@ -13,10 +13,11 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 import rewardkit
-from rewardkit.cli.app import DATA_VERBS, VERBS, app
+from rewardkit.cli.app import ANNOTATE_VERBS, DATA_VERBS, VERBS, app
 
 runner = CliRunner()
-COMMANDS = [[name] for name in VERBS] + [["data", name] for name in DATA_VERBS]
+COMMANDS = ([[name] for name in VERBS] + [["data", name] for name in DATA_VERBS]
+            + [["annotate", name] for name in ANNOTATE_VERBS])
 
 
 def run_python(code: str) -> str:
@@ -25,7 +26,7 @@ def run_python(code: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("verbs", [VERBS, DATA_VERBS], ids=["rewardkit", "data"])
+@pytest.mark.parametrize("verbs", [VERBS, DATA_VERBS, ANNOTATE_VERBS], ids=["rewardkit", "data", "annotate"])
 def test_listed_summaries_are_each_verbs_docstring_first_line(verbs):
     for verb in verbs.values():
         function = getattr(importlib.import_module(f"rewardkit.cli.{verb.module}"), verb.function)
@@ -66,7 +67,7 @@ def test_version():
     assert rewardkit.__version__ == importlib.metadata.version("rewardkit")
 
 
-@pytest.mark.parametrize("command", [[], ["data"], *COMMANDS], ids=lambda c: " ".join(c) or "rewardkit")
+@pytest.mark.parametrize("command", [[], ["data"], ["annotate"], *COMMANDS], ids=lambda c: " ".join(c) or "rewardkit")
 def test_help_reads_at_80_columns(command):
     """No line over 80 columns, nothing cut short, every option by its full name and with a description."""
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
@@ -79,7 +80,7 @@ def test_help_reads_at_80_columns(command):
     assert [line.split()[0] for line in options if line.startswith("  --")] == [
         p.opts[0] for p in params if p.param_type_name == "option"] + ["--help"]
     assert all(p.help for p in params)
-    listed = {(): VERBS, ("data",): DATA_VERBS}.get(tuple(command), {})
+    listed = {(): VERBS, ("data",): DATA_VERBS, ("annotate",): ANNOTATE_VERBS}.get(tuple(command), {})
     assert all(f"  {name}" in result.stdout and verb.summary in result.stdout for name, verb in listed.items())
 
 

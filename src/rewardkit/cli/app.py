@@ -40,6 +40,10 @@ VERBS = {
     "score": Verb("score", "score", "Score prompt-response records with a trained model or ensemble."),
     "serve": Verb("serve", "serve", "Serve reward models over HTTP."),
     "export": Verb("export", "export", "Export a trained model as a hub-ready directory."),
+    "sample": Verb("sample", "sample", "Sample N responses per prompt from a policy into a pool."),
+    "bon": Verb("bon", "bon", "Pick the best of N responses per prompt with a reward model."),
+    "overopt": Verb("overopt", "overopt", "Measure overoptimization: proxy vs gold reward over best-of-n."),
+    "judge": Verb("judge", "judge", "Label preference pairs with an AI judge against principles."),
 }
 
 
@@ -80,6 +84,21 @@ class DataGroup(LazyGroup):
     verbs = DATA_VERBS
 
 
+ANNOTATE_VERBS = {
+    "serve": Verb("annotate", "annotate_serve", "Serve the pairwise annotation app."),
+    "add-user": Verb("annotate", "annotate_add_user", "Add an annotator and print their token."),
+    "stats": Verb("annotate", "annotate_stats", "Agreement and per-annotator statistics."),
+    "export": Verb("annotate", "annotate_export", "Export answers as preference pairs (or Label Studio / Argilla)."),
+    "import": Verb("annotate", "annotate_import", "Import Label Studio or Argilla records as items."),
+}
+
+
+class AnnotateGroup(LazyGroup):
+    """`rewardkit annotate <verb>`."""
+
+    verbs = ANNOTATE_VERBS
+
+
 def show_version(value: bool) -> None:
     """The eager --version option: print it and stop."""
     if value:
@@ -90,6 +109,9 @@ def show_version(value: bool) -> None:
 app = typer.Typer(cls=LazyGroup, no_args_is_help=True, rich_markup_mode=None)
 data_app = typer.Typer(cls=DataGroup, no_args_is_help=True, help="Inspect and prepare preference data.", **SETTINGS)
 app.add_typer(data_app, name="data")
+annotate_app = typer.Typer(cls=AnnotateGroup, no_args_is_help=True, help="Collect human preferences in a browser.",
+                           **SETTINGS)
+app.add_typer(annotate_app, name="annotate")
 
 
 VersionOption = Annotated[bool, typer.Option(
