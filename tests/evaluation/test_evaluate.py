@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_report import CHROMIUM, expected_text, render_in_chromium
+from test_report import expected_text
 from typer.testing import CliRunner
 
+from browser import CHROMIUM, render_in_chromium
 from conftest import toy_pairs, write_jsonl
 from rewardkit.cli.app import app
 from rewardkit.data.records import BestOfGroup, PreferencePair

@@ -163,7 +163,7 @@ def _import_prometheus(
                    group=optional_key(record, "idx"))]
 
 
-def _final_answer(solution: str) -> str | None:
+def final_answer(solution: str) -> str | None:
     """The text after the last line's "A:" marker (GSM8K solutions end "A: 18"), stripped."""
     answers = [line[2:].strip() for line in solution.splitlines() if line.startswith("A:")]
     return answers[-1] if answers else None
@@ -183,11 +183,11 @@ def _import_gsm8k_solutions(
         solution = string_field(require_field(sample, "solution", key), f"{key}.solution")
         correct = _boolean(require_field(sample, "is_correct", key), f"{key}.is_correct")
         rated.append(_rated(question, solution, {"correct": float(correct)}, f"{group}-{key}", attributes,
-                            subset=key, group=group, answer=_final_answer(solution)))
+                            subset=key, group=group, answer=final_answer(solution)))
     return rated
 
 
-def _last_boxed(text: str) -> str | None:
+def last_boxed(text: str) -> str | None:
     """The contents of the last \\boxed{...} (nested braces balanced), stripped; None when there is none."""
     begin = text.rfind(BOXED)
     if begin < 0:
@@ -209,7 +209,7 @@ def _import_bon_math(
     scores = [_boolean(score, f"score[{i}]")
               for i, score in enumerate(_nonempty_list(record, "score", len(responses)))]
     predictions = _nonempty_list(record, "pred", len(responses)) if "pred" in record else [None] * len(responses)
-    answers = [_last_boxed(text) if pred is None else string_field(pred, f"pred[{i}]")
+    answers = [last_boxed(text) if pred is None else string_field(pred, f"pred[{i}]")
                for i, (text, pred) in enumerate(zip(responses, predictions, strict=True))]
     record_id = record_id_or_default(record, default_id)
     group = optional_key(record, "idx") or record_id

@@ -183,7 +183,7 @@ def _length_differences(result: ModelResult) -> np.ndarray | None:
     return np.array([chosen - rejected for chosen, rejected in lengths], dtype=float)
 
 
-def _png_data_uri(figure: Figure) -> str:
+def png_data_uri(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")  # Agg canvas
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -351,7 +351,7 @@ def _html_metric_cell(result: ModelResult, path: MetricPath) -> str:
     return f'<td data-model="{model}" data-metric="{dotted}" data-metric-path="{exact}">{text}</td>'
 
 
-def _html_table(header: list[str], rows_of_cells: list[str]) -> str:
+def html_table(header: list[str], rows_of_cells: list[str]) -> str:
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     body = "".join(f"<tr>{cells}</tr>" for cells in rows_of_cells)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -363,7 +363,7 @@ def html_metric_table(table: MetricTable) -> str:
         f"<td>{html.escape(label)}</td>" + "".join(_html_metric_cell(result, path) for result, path in metric_cells)
         for label, metric_cells in rows
     ]
-    return _html_table(header, cells)
+    return html_table(header, cells)
 
 
 def html_text_table(table: TextTable) -> str:
@@ -371,13 +371,13 @@ def html_text_table(table: TextTable) -> str:
     header, rows = table
     opening = ['<td class="text">' if name in MISTAKE_TEXT_KEYS else "<td>" for name in header]
     cells = ["".join(f"{td}{html.escape(cell)}</td>" for td, cell in zip(opening, row, strict=True)) for row in rows]
-    return _html_table(header, cells)
+    return html_table(header, cells)
 
 
 def _html_figure(figure: Figure | None, alt: str) -> str:
     if figure is None:
         return f"<p>{html.escape(alt)}: not available (no response lengths).</p>"
-    return f'<img src="{_png_data_uri(figure)}" alt="{html.escape(alt, quote=True)}">'
+    return f'<img src="{png_data_uri(figure)}" alt="{html.escape(alt, quote=True)}">'
 
 
 def render_html(results: list[ModelResult]) -> str:
