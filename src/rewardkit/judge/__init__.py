@@ -1,0 +1,1 @@
+"""AI-judge preferences (RLAIF, Constitutional AI): principles, judges, the cache, runs and judge quality."""
