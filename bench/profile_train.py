@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from rewardkit.config import load_config
 from rewardkit.precision import DTYPES, resolve_precision
 from rewardkit.training.recipe import setup, train_step
+from score_one import matmul_peak_tflops  # bench/ is the script's directory
 
 GROUPS = {  # first match wins, on the operator's name
     "matmul": ("mm", "addmm", "bmm", "matmul", "linear", "baddbmm"),
@@ -42,15 +42,6 @@ def group_of(name: str) -> str:
         if any(op == key or op.startswith(key + "_") or key in op for key in keys):
             return group
     return "other operators"
-
-
-def matmul_peak_tflops(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
 def main() -> None:
