@@ -29,6 +29,9 @@ from pathlib import Path
 
 import httpx
 
+from rewardkit.precision import resolve_precision
+from run import describe_machine  # bench/ is the script's directory
+
 WORDS = "the a good bad answer helpful rude tea rain map cat dog is was because therefore however".split()
 
 
@@ -135,15 +138,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="Per run (there are two runs).")
     parser.add_argument("--max-requests", type=int, default=100_000, help="Per run.")
     parser.add_argument("--threads", type=int, help="torch intra-op threads in the server (default: torch's).")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                        help="The server's --precision, the same for both runs.")
     parser.add_argument("--output", type=Path, help="Also write the results here as JSON.")
     args = parser.parse_args()
     if args.seconds > 300 or args.clients > 256:
         parser.error("keep it bounded: at most 300 s per run and 256 clients")
 
-    results = {"dynamic": run(args.model, [], args), "one_at_a_time": run(args.model, ["--max-batch-size", "1"], args)}
+    precision = ["--precision", args.precision]
+    results = {"dynamic": run(args.model, precision, args),
+               "one_at_a_time": run(args.model, [*precision, "--max-batch-size", "1"], args)}
     results["speedup"] = round(results["dynamic"]["requests_per_s"] / results["one_at_a_time"]["requests_per_s"], 2)
     results["setup"] = {"model": args.model, "clients": args.clients, "seconds": args.seconds,
-                        "threads": args.threads, "cpus": os.cpu_count()}
+                        "threads": args.threads, "precision": resolve_precision(args.precision),
+                        "machine": describe_machine()}
     print(json.dumps(results, indent=2))
     if args.output:
         args.output.write_text(json.dumps(results, indent=2) + "\n")

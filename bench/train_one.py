@@ -40,7 +40,7 @@ def run_rewardkit(args) -> dict:
         "train": {"batch_size": args.batch_size, "epochs": 1, "seed": SEED, "log_every": 10**6,
                   "precision": args.precision},
     })
-    result = train(config, Path(args.workdir) / "rewardkit", show_progress=False)
+    result = train(config, Path(args.workdir) / f"rewardkit-{args.backbone}", show_progress=False)
     return {"seconds": result.summary["train_seconds"], "pairs": result.summary["train_records"],
             "accuracy": result.metrics["overall"]["accuracy"], "share_prefix": result.summary["share_prefix"],
             "precision": result.summary["precision"]}
@@ -71,7 +71,7 @@ def run_trl(args) -> dict:
     train_set = Dataset.from_list(trl_records(args.train, conversational))
     eval_set = Dataset.from_list(trl_records(args.eval, conversational))
     config = RewardConfig(
-        output_dir=str(Path(args.workdir) / "trl"), per_device_train_batch_size=args.batch_size,
+        output_dir=str(Path(args.workdir) / f"trl-{args.backbone}"), per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=32, num_train_epochs=1, learning_rate=args.lr, lr_scheduler_type="cosine",
         warmup_steps=WARMUP, max_grad_norm=1.0, weight_decay=0.0, max_length=args.max_length, seed=SEED,
         eos_token=rm.tokenizer.eos_token or rm.tokenizer.sep_token, report_to=[], save_strategy="no",
