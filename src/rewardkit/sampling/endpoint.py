@@ -10,7 +10,7 @@ sample_index), an n-request one from its first index, so two samples never share
 Retries are the `openai` client's own (`max_retries`; read in openai 3.60's `_base_client`): on connection errors,
 timeouts, 408, 409, 429 and 5xx it waits as the server's Retry-After / retry-after-ms header says (up to 120 s; a
 longer one is not retried), else an exponential backoff (0.5 s doubling to 8 s, less up to 25% jitter), then tries
-again; tests/sampling/test_endpoint.py checks this against a scripted server.
+again; tests/sampling/test_sampling_endpoint.py checks this against a scripted server.
 """
 
 from __future__ import annotations
