@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rewardkit.data.preferences import load_preferences
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 from rewardkit.precision import DTYPES, resolve_precision
 
 SCORE_BACKBONE, BON_BACKBONE, BON_N = "minilm-l6", "smollm2-135m", 16
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--responses", type=int, default=2000)
     parser.add_argument("--bon-prompts", type=int, default=8)
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=SCORING_BATCH_SIZE)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     pairs = load_preferences(args.pairs).pairs

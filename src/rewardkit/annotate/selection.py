@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from rewardkit.annotate.formats import Item
 from rewardkit.annotate.store import AnnotationStore
 from rewardkit.models.ensemble import RewardEnsemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 
 
-def certainties(scorer: RewardModel | RewardEnsemble, items: Sequence[Item], *, batch_size: int = 32
+def certainties(scorer: RewardModel | RewardEnsemble, items: Sequence[Item], *, batch_size: int = SCORING_BATCH_SIZE
                 ) -> list[float]:
     """How sure `scorer` is of each item's answer (higher: surer); NaN where it cannot score a response."""
     prompts = [item.prompt for item in items] * 2
@@ -38,7 +38,8 @@ def least_certain_first(items: Sequence[Item], scores: Sequence[float]) -> list[
     return [items[i].id for i in order]
 
 
-def order_by_model(store: AnnotationStore, scorer: RewardModel | RewardEnsemble, *, batch_size: int = 32) -> int:
+def order_by_model(store: AnnotationStore, scorer: RewardModel | RewardEnsemble, *,
+                   batch_size: int = SCORING_BATCH_SIZE) -> int:
     """Serve the non-gold items least certain to `scorer` first; returns how many were ordered."""
     items = [item for item in store.items() if item.gold is None]
     if items:

@@ -13,6 +13,7 @@ from rewardkit.annotate.store import AnnotationStore
 from rewardkit.cli.common import BatchSizeOption, PrecisionOption, console, err_console, user_errors, warn
 from rewardkit.errors import ConfigError
 from rewardkit.io import check_output_file, write_json_atomic
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE
 
 DbOption = Annotated[Path, typer.Option(metavar="FILE", help="The round's SQLite database (created if missing).")]
 ItemFormat = Literal["auto", "pairs", "pool", "label-studio", "argilla"]
@@ -49,7 +50,7 @@ def annotate_serve(
     overlap: Annotated[int, typer.Option(min=1, metavar="K", help="Annotators per item.")] = 1,
     select_with: Annotated[Path | None, typer.Option(metavar="DIR", help=(
         "A reward model or ensemble: serve first the items it is least certain about."))] = None,
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = SCORING_BATCH_SIZE,
     precision: PrecisionOption = "auto",
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Interface to listen on (loopback by default).")
                     ] = "127.0.0.1",

@@ -27,6 +27,7 @@ from rewardkit.errors import ConfigError
 from rewardkit.evaluation.report import ModelResult, console_table
 from rewardkit.evaluation.run import EvalConfig, evaluate
 from rewardkit.models.ensemble import is_ensemble
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE
 
 
 @user_errors
@@ -45,7 +46,7 @@ def evaluate_command(
         "--fit-temperature", help="Save the fitted calibration temperature in each model's scoring spec.")] = False,
     format: FormatOption = "auto",
     on_bad_record: OnBadRecordOption = "error",
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = SCORING_BATCH_SIZE,
     ensemble_mode: EnsembleModeOption = None,
     std_weight: StdWeightOption = None,
     max_length: MaxLengthOption = None,

@@ -22,6 +22,7 @@ from rewardkit.cli.common import (
 )
 from rewardkit.errors import ConfigError
 from rewardkit.io import STDOUT
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE
 from rewardkit.models.spec import LongResponses
 from rewardkit.scoring.files import score_file
 from rewardkit.scoring.loading import load_scorer
@@ -34,7 +35,7 @@ def score(
         metavar="FILE", help="JSONL with prompt + response, or messages; - reads stdin.")],
     output: Annotated[str, typer.Option(
         metavar="FILE", help="JSONL: the input fields plus reward; - writes stdout.")],
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = SCORING_BATCH_SIZE,
     normalize: Annotated[bool, typer.Option(
         "--normalize", help="Also write the z-scored reward (the spec's normalization).")] = False,
     weight: Annotated[list[str] | None, typer.Option(metavar="NAME=W", help=(

@@ -29,7 +29,7 @@ from rewardkit.metrics.labels import uncertainty_accuracy
 from rewardkit.metrics.preference import comparison_metrics
 from rewardkit.metrics.rewardbench import rewardbench2_summary
 from rewardkit.models.ensemble import RewardEnsemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Scored:
 
 
 def evaluate_model(rm: RewardModel, data: EvalData, *, name: str, bootstrap: int = 1000, seed: int = 0,
-                   batch_size: int = 32, progress: Progress | None = None) -> ModelResult:
+                   batch_size: int = SCORING_BATCH_SIZE, progress: Progress | None = None) -> ModelResult:
     """Score the data with one model: metrics (`comparison_metrics`, plus RewardBench 2) and per-pair predictions."""
     scored = score_responses(rm, [(p.prompt, r) for p in data.pairs for r in (p.chosen, p.rejected)],
                              batch_size=batch_size, progress=progress, label=f"scoring {name}")
@@ -62,7 +62,7 @@ def evaluate_model(rm: RewardModel, data: EvalData, *, name: str, bootstrap: int
 
 
 def evaluate_ensemble(ensemble: RewardEnsemble, data: EvalData, *, name: str, bootstrap: int = 1000, seed: int = 0,
-                      batch_size: int = 32, progress: Progress | None = None) -> ModelResult:
+                      batch_size: int = SCORING_BATCH_SIZE, progress: Progress | None = None) -> ModelResult:
     """The ensemble's combined z-scores evaluated like one model's rewards, plus each member's accuracy and
     whether the members' spread is informative: accuracy by uncertainty (the std of the members' z-scored
     margins), most certain pairs first. Pairs some member could not score are left out."""
@@ -119,7 +119,7 @@ def response_key(prompt: Text, response: Text) -> str:
     return json.dumps([prompt, response], ensure_ascii=False)
 
 
-def score_responses(rm: RewardModel, items: Iterable[tuple[Text, Text]], *, batch_size: int = 32,
+def score_responses(rm: RewardModel, items: Iterable[tuple[Text, Text]], *, batch_size: int = SCORING_BATCH_SIZE,
                     progress: Progress | None = None, label: str = "scoring") -> dict[str, Scored | None]:
     """Reward, response length and truncation of each unique (prompt, response), keyed by `response_key`; None
     where the response alone exceeds the spec's max length (and the spec drops such pairs). Each unique item is

@@ -61,7 +61,7 @@ from rewardkit.evaluation.report import ModelResult, write_report
 from rewardkit.io import check_output_dir, finite_or_none, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rewardkit.metrics.preference import paired_bootstrap_difference
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses, require_at_least
 from rewardkit.precision import Precision, resolve_precision
 from rewardkit.progress import counting_progress
@@ -83,7 +83,7 @@ class EvalConfig:
     fit_temperature: bool = False  # save each model's fitted temperature into its scoring spec
     format: str = "auto"  # or a format of `load_preferences`: rewardbench2, pairs, implicit, ...
     on_bad_record: Literal["error", "skip"] = "error"
-    batch_size: int = 32
+    batch_size: int = SCORING_BATCH_SIZE
     progress: bool = True
     ensemble_mode: str | None = None  # ensembles: mean, min or mean-minus-std instead of the saved mode
     std_weight: float | None = None  # ensembles: k of mean-minus-std instead of the saved one

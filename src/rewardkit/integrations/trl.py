@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rewardkit.errors import ConfigError
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 from rewardkit.serving.client import RewardClient
 
 Scorer = Callable[[Sequence, Sequence], list[float]]
@@ -34,7 +34,7 @@ class RewardFunction:
 
 
 def reward_function(model_or_url: RewardModel | RewardEnsemble | str | Path, *, api_key: str | None = None,
-                    batch_size: int = 32, normalize: bool = False, model: str | None = None,
+                    batch_size: int = SCORING_BATCH_SIZE, normalize: bool = False, model: str | None = None,
                     name: str = "rewardkit") -> RewardFunction:
     """A TRL reward function scoring with a loaded model or ensemble, a saved model or ensemble directory, or a
     `rewardkit serve` URL (`api_key` for its Bearer auth, `model` to pick a served model). `normalize` z-scores

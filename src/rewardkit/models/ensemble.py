@@ -23,7 +23,7 @@ from typing import Literal, get_args
 
 from rewardkit.errors import ConfigError, ModelError
 from rewardkit.io import write_json_atomic
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 from rewardkit.models.spec import LongResponses, read_model_json
 from rewardkit.precision import Precision
 
@@ -107,7 +107,7 @@ class RewardEnsemble:
         assert len(member_rewards) == len(self.members), "one list of rewards per member"
         return combine_rewards(member_rewards, self.mode, self.std_weight)
 
-    def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32) -> EnsembleScores:
+    def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = SCORING_BATCH_SIZE) -> EnsembleScores:
         members = [m.score(prompts, responses, batch_size=batch_size, normalize=True) for m in self.members]
         rewards, spread = self.combine(members)
         return EnsembleScores(rewards, spread, members)

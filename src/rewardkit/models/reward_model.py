@@ -44,6 +44,8 @@ from rewardkit.models.spec import (
 from rewardkit.models.templates import chat_template_for
 from rewardkit.precision import Precision, resolve_dtype
 
+SCORING_BATCH_SIZE = 16  # rows per forward pass when scoring: the fastest in fp32 and bf16 on the CPUs measured
+
 
 class RewardModel(nn.Module):
     """Scores (prompt, response) pairs; `forward` maps token ids to one fp32 reward per row."""
@@ -243,8 +245,8 @@ class RewardModel(nn.Module):
             batch["token_type_ids"] = types
         return batch
 
-    def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = 32, normalize: bool = False,
-              attribute_weights: dict[str, float] | None = None) -> list[float]:
+    def score(self, prompts: Sequence, responses: Sequence, *, batch_size: int = SCORING_BATCH_SIZE,
+              normalize: bool = False, attribute_weights: dict[str, float] | None = None) -> list[float]:
         """Rewards for (prompt, response) pairs: two lists of equal length, each entry text or chat messages.
 
         A pair whose response alone does not fit `max_length` gets NaN (never a made-up number). A multi-attribute
@@ -256,7 +258,7 @@ class RewardModel(nn.Module):
         return [self.spec.normalize(r) if normalize and math.isfinite(r) else r for r in rewards]
 
     def score_attributes(self, prompts: Sequence, responses: Sequence, *,
-                         batch_size: int = 32) -> list[dict[str, float] | None]:
+                         batch_size: int = SCORING_BATCH_SIZE) -> list[dict[str, float] | None]:
         """Each attribute's value for (prompt, response) pairs, by name; None where the response does not fit."""
         self.refuse_process_model("score_attributes")
         encoded = self.spec.encode_batch(self.tokenizer, prompts, responses)
@@ -299,7 +301,7 @@ class RewardModel(nn.Module):
             raise ModelError(f"{method}: a process reward model scores solutions split into steps; use score_steps")
 
     @torch.no_grad()
-    def score_encoded(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = 32,
+    def score_encoded(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = SCORING_BATCH_SIZE,
                       on_batch: Callable[[int], None] | None = None,
                       attribute_weights: dict[str, float] | None = None) -> list[float]:
         """Rewards for encoded pairs (NaN where None): the scalar, or the attributes' weighted sum."""
@@ -312,7 +314,7 @@ class RewardModel(nn.Module):
         return [math.nan if row is None else sum(w * v for w, v in zip(weights, row, strict=True)) for row in outputs]
 
     @torch.no_grad()
-    def outputs_encoded(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = 32,
+    def outputs_encoded(self, encoded: Sequence[EncodedPair | None], *, batch_size: int = SCORING_BATCH_SIZE,
                         on_batch: Callable[[int], None] | None = None) -> list[list[float] | None]:
         """Every output (one per attribute) of encoded pairs (None where None), in batches of similar length,
         longest first (`length_chunks`: up to `batch_size` rows, padding bounded). Identical encodings are computed

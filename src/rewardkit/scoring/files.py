@@ -26,13 +26,14 @@ from rewardkit.errors import ConfigError, DataError, ModelError
 from rewardkit.io import STDOUT, check_output_file, finite_or_none, write_jsonl
 from rewardkit.metrics.labels import AGGREGATES
 from rewardkit.models.ensemble import RewardEnsemble
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 from rewardkit.models.spec import LongResponses, require_at_least
 
 
-def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: str | Path, *, batch_size: int = 32,
-               normalize: bool = False, attribute_weights: dict[str, float] | None = None,
-               max_length: int | None = None, long_pairs: LongResponses = "drop") -> int:
+def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: str | Path, *,
+               batch_size: int = SCORING_BATCH_SIZE, normalize: bool = False,
+               attribute_weights: dict[str, float] | None = None, max_length: int | None = None,
+               long_pairs: LongResponses = "drop") -> int:
     """Score every record of `input` with a reward model or an ensemble and write `output` atomically as JSON lines
     ("-": to standard output); returns the number of records. Options and the output path are checked before
     anything is read."""
