@@ -84,13 +84,12 @@ def order_with_model(store: AnnotationStore, directory: Path, batch_size: int, p
     """--select-with: the items least certain to the model first (imported here: torch only when asked)."""
     from rewardkit.annotate.selection import order_by_model
     from rewardkit.cli.common import quiet_transformers
-    from rewardkit.precision import resolve_precision
     from rewardkit.scoring.loading import load_scorer
 
     quiet_transformers()
-    resolved = resolve_precision(precision)
-    count = order_by_model(store, load_scorer(directory, precision=resolved), batch_size=batch_size)
-    err_console.print(f"ordered {count} items by {directory}'s certainty, least certain first ({resolved})",
+    scorer = load_scorer(directory, precision=precision)
+    count = order_by_model(store, scorer, batch_size=batch_size)
+    err_console.print(f"ordered {count} items by {directory}'s certainty, least certain first ({scorer.precision})",
                       highlight=False)
 
 

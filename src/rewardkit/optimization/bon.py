@@ -22,9 +22,10 @@ from rewardkit.data.records import PreferencePair
 from rewardkit.errors import ConfigError, DataError
 from rewardkit.io import check_output_file, write_jsonl_atomic
 from rewardkit.models.ensemble import RewardEnsemble, combine_rewards
-from rewardkit.optimization.scoring import LoadedModel, load_model, score_samples
+from rewardkit.optimization.scoring import Scorer, score_samples
 from rewardkit.precision import Precision
 from rewardkit.sampling.pool import PoolSample, group_by_prompt, scan_pool
+from rewardkit.scoring.loading import load_scorer
 
 Objective = Literal["mean", "min", "mean-std"]
 ENSEMBLE_MODES = {"mean": "mean", "min": "min", "mean-std": "mean-minus-std"}
@@ -46,11 +47,10 @@ class BestOfNSummary:
         return asdict(self)
 
 
-def objective_scores(model: LoadedModel, samples: list[PoolSample], objective: Objective | None,
+def objective_scores(model: Scorer, samples: list[PoolSample], objective: Objective | None,
                      std_weight: float | None, step_aggregate: str) -> tuple[list[float], str, str]:
     """(per-sample objective, the objective's name, the precision) for a model or an ensemble."""
     scores = score_samples(model, samples, step_aggregate=step_aggregate)
-    model = model.scorer
     if not isinstance(model, RewardEnsemble):
         if objective not in (None, "mean") or std_weight is not None:
             raise ConfigError("--objective min / mean-std and --std-weight combine an ensemble's members; the "
@@ -75,7 +75,7 @@ def best_of_n(pool: str | Path, model_dir: str | Path, output: str | Path, *, ob
     scan = scan_pool(pool)
     if not scan.samples:
         raise DataError(f"{pool}: no samples")
-    model = load_model(model_dir, precision)
+    model = load_scorer(model_dir, precision=precision)
     scores, name, precision = objective_scores(model, scan.samples, objective, std_weight, step_aggregate)
     reward_of = {sample.key: score for sample, score in zip(scan.samples, scores, strict=True)}
     best_lines, pairs, equal, empty = [], [], 0, 0

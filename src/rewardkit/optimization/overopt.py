@@ -20,10 +20,11 @@ from rewardkit.io import check_output_dir, finite_or_none, write_json_atomic
 from rewardkit.optimization.answers import check_answer
 from rewardkit.optimization.objectives import standardize
 from rewardkit.optimization.report import write_overopt_report
-from rewardkit.optimization.scoring import load_model, score_samples
+from rewardkit.optimization.scoring import score_samples
 from rewardkit.optimization.study import Exclusions, StudyInput, run_study
 from rewardkit.precision import Precision
 from rewardkit.sampling.pool import PoolSample, scan_pool
+from rewardkit.scoring.loading import load_scorer
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,14 @@ def proxy_columns(sources: Sequence[Source], samples: Sequence[PoolSample], prec
             described[name] = {"field": source.field}
             continue
         started = time.perf_counter()
-        model = load_model(source.directory, precision)
+        model = load_scorer(source.directory, precision=precision)
         scores = score_samples(model, samples, step_aggregate=source.step_aggregate)
         seconds = time.perf_counter() - started
         if scores.members:
             for member, values in scores.members.items():
                 columns[f"{name}/{member}"], z_scored[f"{name}/{member}"] = values, True
         else:
-            spec = model.scorer.spec
+            spec = model.spec
             normalization = spec.normalization
             columns[name] = [spec.normalize(r) if normalization and math.isfinite(r) else r
                              for r in scores.rewards]
@@ -137,7 +138,8 @@ def gold_values(gold: Source | AnswerSource, samples: Sequence[PoolSample], prec
     if isinstance(gold, FieldSource):
         return field_values(samples, gold.field), {"field": gold.field}
     started = time.perf_counter()
-    scores = score_samples(load_model(gold.directory, precision), samples, step_aggregate=gold.step_aggregate)
+    scorer = load_scorer(gold.directory, precision=precision)
+    scores = score_samples(scorer, samples, step_aggregate=gold.step_aggregate)
     return scores.rewards, {"model": str(gold.directory), "precision": scores.precision,
                             "seconds": time.perf_counter() - started}
 

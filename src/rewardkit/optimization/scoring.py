@@ -13,14 +13,11 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from rewardkit.metrics.labels import AGGREGATES
 from rewardkit.models.ensemble import RewardEnsemble
 from rewardkit.models.reward_model import RewardModel
-from rewardkit.precision import Precision, resolve_precision
 from rewardkit.sampling.pool import PoolSample, group_by_prompt
-from rewardkit.scoring.loading import load_scorer
 
 STEP_BREAK = re.compile(r"\n\s*\n")
 STEP_AGGREGATES = ("min", "last", "product")
@@ -39,26 +36,14 @@ class PoolScores:
     precision: str
 
 
-@dataclass
-class LoadedModel:
-    scorer: Scorer
-    precision: str  # bf16 or fp32, as resolved
-
-
-def load_model(directory: str | Path, precision: Precision = "fp32") -> LoadedModel:
-    """The ensemble or the reward model saved in `directory` (`rewardkit.scoring.loading.load_scorer`)."""
-    resolved = resolve_precision(precision)
-    return LoadedModel(load_scorer(directory, precision=resolved), resolved)
-
-
-def score_samples(model: LoadedModel, samples: Sequence[PoolSample], *, step_aggregate: str = "min") -> PoolScores:
-    """Rewards of `samples`, each prompt's samples scored together."""
-    scorer = model.scorer
+def score_samples(scorer: Scorer, samples: Sequence[PoolSample], *, step_aggregate: str = "min") -> PoolScores:
+    """Rewards of `samples`, each prompt's samples scored together (load `scorer` with
+    `rewardkit.scoring.loading.load_scorer`)."""
     if isinstance(scorer, RewardEnsemble):
         members = {f"member-{i}": normalized(m, member_rewards(m, samples, step_aggregate))
                    for i, m in enumerate(scorer.members)}
-        return PoolScores(scorer.combine(list(members.values()))[0], members, model.precision)
-    return PoolScores(member_rewards(scorer, samples, step_aggregate), {}, model.precision)
+        return PoolScores(scorer.combine(list(members.values()))[0], members, scorer.precision)
+    return PoolScores(member_rewards(scorer, samples, step_aggregate), {}, scorer.precision)
 
 
 def normalized(rm: RewardModel, rewards: list[float]) -> list[float]:

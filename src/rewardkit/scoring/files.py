@@ -52,7 +52,8 @@ def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: s
     else:
         scored = score_pairs(model, records, batch_size=batch_size, normalize=normalize,
                              attribute_weights=attribute_weights)
-    write_jsonl(output, (finite_or_none(record | {"precision": model.precision}) for record in scored))
+    precision = {"precision": model.precision}
+    write_jsonl(output, (finite_or_none(record | precision) for record in scored))
     return len(records)
 
 
