@@ -86,6 +86,24 @@ class SourceConfig(Strict):
     weight_by_agreement: bool = Field(False, description="Weight multi-annotator pairs by their majority's share.")
 
 
+class MixtureConfig(Strict):
+    """The share of each source (a pair's `subset`) in training: pairs are resampled to it (seeded, same total)."""
+
+    weights: dict[str, float] | None = Field(
+        None, description="Target share of each subset, normalized to sum 1; every trained subset must be named.")
+    temperature: float | None = Field(
+        None, gt=0, description="Shares proportional to pairs^(1/T): 1 keeps the sizes' proportions, larger T moves "
+                                "towards uniform.")
+
+    @model_validator(mode="after")
+    def one_rule(self) -> MixtureConfig:
+        if (self.weights is None) == (self.temperature is None):
+            raise ValueError("a mixture needs exactly one of weights and temperature")
+        if self.weights is not None and (any(w < 0 for w in self.weights.values()) or not sum(self.weights.values())):
+            raise ValueError("mixture weights must be >= 0 with a positive sum")
+        return self
+
+
 class DataConfig(Strict):
     train: list[SourceConfig] = Field(min_length=1)
     eval: list[SourceConfig] = Field(
@@ -93,10 +111,24 @@ class DataConfig(Strict):
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts held out when `eval` is empty.")
     max_pairs_per_prompt: int | None = Field(None, gt=0)
     on_bad_record: Literal["error", "skip"] = "error"
+    mixture: MixtureConfig | None = Field(
+        None, description="pairwise: resample the training pairs (after the held-out split) to these source shares.")
+    length_balance: bool = Field(
+        False, description="pairwise: reweight each source's training pairs so the chosen reply is the longer one "
+                           "(in tokens) in exactly half of their weight; pairs of equal length keep their weight.")
 
 
 TASK_LOSSES = {"pairwise": ("bradley_terry", "rao_kupper", "davidson"), "listwise": ("plackett_luce", "bradley_terry"),
                "pointwise": ("mse", "bce"), "process": ("bce",)}
+
+
+class LengthHeadConfig(Strict):
+    """ODIN (Chen et al., 2024): a second output carries length; only the first (quality) is scored and exported."""
+
+    length_weight: float = Field(1.0, ge=0, description="Weight of the batch correlation loss "
+                                                        "|corr(quality, length)| - |corr(length head, length)|.")
+    orthogonality_weight: float = Field(1.0, ge=0, description="Weight of |w_quality . w_length|, the two output "
+                                                               "rows of the score head.")
 
 
 class TaskConfig(Strict):
@@ -120,6 +152,9 @@ class TaskConfig(Strict):
         None, description="pointwise: default weights of the attributes in the scalar reward (None: the mean).")
     step_separator: str = Field("<|step|>", description="process: the token ending each step (added when new).")
     last_step_only: bool = Field(False, description="process: supervise only each solution's last step.")
+    length_head: LengthHeadConfig | None = Field(
+        None, description="pairwise: train a disentangled length head (ODIN); the pair loss reads quality + length. "
+                          "Batches then mix lengths (train.length_grouping defaults to false).")
 
     @model_validator(mode="after")
     def loss_fits_type(self) -> TaskConfig:
@@ -135,6 +170,8 @@ class TaskConfig(Strict):
             raise ValueError(f"attribute_weights names attributes that are not in attributes: {sorted(unknown)}")
         if self.loss == "rao_kupper" and self.tie_strength is not None and self.tie_strength <= 1:
             raise ValueError("Rao-Kupper needs tie_strength (theta) > 1")
+        if self.length_head is not None and self.type != "pairwise":
+            raise ValueError(f"length_head (ODIN) needs task type pairwise, not {self.type}")
         return self
 
 
@@ -169,6 +206,9 @@ class TrainLoopConfig(Strict):
         "auto", description="Compute the prompt shared by chosen and rejected once (decoders; auto: on for them)."
     )
     stuck_loss_steps: int = Field(50, gt=0, description="Warn when the loss sits at ln 2 for this many steps.")
+    sharding: Literal["none", "fsdp"] = Field(
+        "none", description="fsdp: shard weights, gradients and optimizer state over the processes (FSDP2 "
+                            "fully_shard; CPUs too). accelerate's FSDP plugin turns it on by itself on GPUs.")
     tensorboard: bool = False
     ensemble: int = Field(1, gt=0, description="Train this many members (seeds seed, seed+1, ...) into one "
                                                "ensemble directory.")
@@ -188,6 +228,18 @@ class TrainConfig(Strict):
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     train: TrainLoopConfig = TrainLoopConfig()
+
+    @model_validator(mode="after")
+    def debiasing_fits(self) -> TrainConfig:
+        if (self.data.mixture or self.data.length_balance) and self.task.type != "pairwise":
+            raise ValueError(f"data.mixture and data.length_balance need task type pairwise, not {self.task.type}")
+        if self.task.length_head and self.train.length_grouping:
+            # ODIN's correlations are taken within a batch: batches of one length would measure nothing
+            if "length_grouping" in self.train.model_fields_set:
+                raise ValueError("task.length_head (ODIN) correlates rewards with length within each batch: it "
+                                 "needs train.length_grouping false")
+            self.train.length_grouping = False
+        return self
 
 
 def load_config(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> TrainConfig:

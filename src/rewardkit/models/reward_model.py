@@ -158,6 +158,11 @@ class RewardModel(nn.Module):
         staging.rename(directory)
 
     @property
+    def _no_split_modules(self) -> list[str] | None:
+        """The backbone's transformer blocks: what accelerate's FSDP plugin wraps one by one."""
+        return getattr(self.model, "_no_split_modules", None)
+
+    @property
     def precision(self) -> str:
         """'bf16' or 'fp32': the dtype the weights are held (and matmuls run) in."""
         return "bf16" if next(self.parameters()).dtype == torch.bfloat16 else "fp32"

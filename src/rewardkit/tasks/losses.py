@@ -2,6 +2,7 @@
 
 Pairwise: Bradley-Terry, and the tie models of Rao-Kupper and Davidson. Listwise: Plackett-Luce.
 Pointwise, with missing labels masked out: MSE for rating heads, BCE for verifiers and process rewards.
+ODIN's length and orthogonality losses train a disentangled length head beside the pairwise ones.
 Every loss takes an optional per-example `weight` (b,) and returns the weighted mean of its
 per-example losses, a scalar.
 """
@@ -225,3 +226,28 @@ def _masked_mean(elementwise: torch.Tensor, mask: torch.Tensor, weight: torch.Te
     counts = mask.sum(dim=-1)  # (b,)
     per_example = torch.where(mask, elementwise, 0.0).sum(dim=-1) / counts.clamp_min(1)  # (b,)
     return _weighted_mean(per_example, weight, counted=counts > 0)
+
+
+def pearson_correlation(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson's r of two tensors of the same shape, read flat; 0 where either is constant (no NaN). A scalar."""
+    x, y = x.float().flatten(), y.float().flatten()
+    x, y = x - x.mean(), y - y.mean()
+    return (x * y).sum() / (x.norm() * y.norm() + eps)
+
+
+def odin_length_loss(quality: torch.Tensor, length_reward: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """ODIN's length loss (Chen et al., 2024), within a batch of responses:
+
+        |corr(quality, lengths)| - |corr(length_reward, lengths)|
+
+    It decorrelates the quality head from response length and lets the length head carry it (either sign:
+    some data prefer shorter replies). Inputs share a shape, e.g. (b, 2) chosen and rejected; the result is a
+    scalar in [-1, 1].
+    """
+    return pearson_correlation(quality, lengths).abs() - pearson_correlation(length_reward, lengths).abs()
+
+
+def orthogonality_loss(weight_quality: torch.Tensor, weight_length: torch.Tensor) -> torch.Tensor:
+    """ODIN's orthogonality loss |w_quality . w_length| on the two heads' weight vectors (d,): they then read
+    different directions of the shared features. A scalar."""
+    return (weight_quality.float() @ weight_length.float()).abs()

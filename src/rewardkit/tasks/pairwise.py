@@ -1,4 +1,8 @@
-"""Preference pairs: Bradley-Terry, or Rao-Kupper and Davidson when annotated ties should train."""
+"""Preference pairs: Bradley-Terry, or Rao-Kupper and Davidson when annotated ties should train.
+
+With a length head (ODIN, `task.length_head`) the model has two outputs, quality and length; the pair loss reads
+their sum, and ODIN's length and orthogonality losses keep length out of the quality head, the one that is scored.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,15 @@ from rewardkit.config import DataConfig, TaskConfig
 from rewardkit.data.preferences import load_preferences
 from rewardkit.data.records import LoadedRecords, PreferencePair, prompt_key
 from rewardkit.data.split import prepare_preferences
-from rewardkit.models.reward_model import RewardModel
+from rewardkit.models.backbones import head_linear
+from rewardkit.models.reward_model import RewardModel, to_device
 from rewardkit.tasks.base import Evaluation, NoTrainingData, TrainingData, load_sources
 from rewardkit.tasks.comparisons import (
     EncodedComparison,
     comparison_rewards,
     encode_comparisons,
     evaluate_comparisons,
+    group_rewards,
     score_comparisons,
 )
 from rewardkit.tasks.losses import (
@@ -27,6 +33,8 @@ from rewardkit.tasks.losses import (
     DEFAULT_RAO_KUPPER_THETA,
     bradley_terry_loss,
     davidson_loss,
+    odin_length_loss,
+    orthogonality_loss,
     rao_kupper_loss,
 )
 
@@ -46,6 +54,7 @@ class PairwiseTask:
         self.loss_name, self.weight_per_prompt = config.loss, config.weight_per_prompt
         self.tie_strength = config.tie_strength or DEFAULT_TIE_STRENGTH.get(config.loss)
         self.use_margin, self.center_rewards_coefficient = use_margin, center_rewards_coefficient
+        self.length_head = config.length_head
 
     @property
     def trains_ties(self) -> bool:
@@ -85,7 +94,31 @@ class PairwiseTask:
         return 1.0 if example.pair.weight is None else example.pair.weight
 
     def loss(self, model, rm: RewardModel, micro: Sequence[EncodedComparison], device, *, share_prefix: bool):
+        if self.length_head is not None:
+            return self.odin_loss(model, rm, micro, device, share_prefix=share_prefix)
         rewards_a, rewards_b = comparison_rewards(model, rm, micro, device, share_prefix=share_prefix)
+        loss, correct, weight = self.pair_loss(rewards_a, rewards_b, micro, device)
+        return loss * weight.sum(), correct
+
+    def odin_loss(self, model, rm: RewardModel, micro: Sequence[EncodedComparison], device, *, share_prefix: bool):
+        """The pair loss of quality + length, plus ODIN's length loss over the micro-batch's responses and the
+        orthogonality loss of the two head rows; accuracy counts the quality head (the one scored)."""
+        outputs = pair_outputs(model, rm, micro, device, share_prefix=share_prefix)  # (b, 2, 2): pair, side, head
+        quality, length_reward = outputs[..., 0], outputs[..., 1]  # (b, 2) each
+        rewards = quality + length_reward
+        loss, _, weight = self.pair_loss(rewards[:, 0], rewards[:, 1], micro, device)
+        lengths = torch.tensor([[c.chosen.response_length, c.rejected.response_length] for c in micro],
+                               device=device, dtype=torch.float32)
+        head = head_linear(rm.model).weight  # (2, d)
+        loss = (loss + self.length_head.length_weight * odin_length_loss(quality, length_reward, lengths)
+                + self.length_head.orthogonality_weight * orthogonality_loss(head[0], head[1]))
+        tie = torch.tensor([c.pair.tie for c in micro], device=device)
+        correct = ((quality[:, 0] > quality[:, 1]) & ~tie).sum().detach()
+        return loss * weight.sum(), correct
+
+    def pair_loss(self, rewards_a: torch.Tensor, rewards_b: torch.Tensor, micro: Sequence[EncodedComparison],
+                  device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The configured pair loss (a weighted mean), the decided pairs ranked right, and the weights (b,)."""
         weight = torch.tensor([self.weight(c) for c in micro], device=device)
         tie = torch.tensor([c.pair.tie for c in micro], device=device)
         if self.loss_name == "bradley_terry":
@@ -97,7 +130,7 @@ class PairwiseTask:
         else:
             loss = davidson_loss(rewards_a, rewards_b, tie, nu=self.tie_strength, weight=weight)
         correct = ((rewards_a > rewards_b) & ~tie).sum().detach()
-        return loss * weight.sum(), correct
+        return loss, correct, weight
 
     def evaluate(self, rm: RewardModel, examples: Sequence[EncodedComparison], *, bootstrap: int = 1000) -> Evaluation:
         """Accuracy on decided pairs (`rewardkit.metrics.preference.preference_metrics`); with ties, how far apart
@@ -108,6 +141,17 @@ class PairwiseTask:
         if ties:
             metrics["ties"] = tie_metrics(rm, ties, rewards[: len(decided)], rewards[len(decided) :])
         return Evaluation(metrics, metrics["overall"]["accuracy"], rewards)
+
+
+def pair_outputs(model: torch.nn.Module, rm: RewardModel, micro: Sequence[EncodedComparison], device, *,
+                 share_prefix: bool) -> torch.Tensor:
+    """Every output of a multi-output model for both sides of each pair, (b, 2, outputs): chosen then rejected,
+    from one forward (prefix-shared rows for decoders with `share_prefix`)."""
+    if share_prefix:
+        outputs, _ = group_rewards(model, rm, [(c.chosen, c.rejected) for c in micro], device, share_prefix=True)
+        return outputs
+    batch = rm.collate([e for c in micro for e in (c.chosen, c.rejected)])
+    return model(**to_device(batch, device)).view(len(micro), 2, -1)
 
 
 def with_prompt_weights(pairs: Sequence[PreferencePair]) -> list[PreferencePair]:

@@ -35,14 +35,16 @@ from rewardkit.precision import autocast, resolve_precision
 from rewardkit.progress import TrainProgress
 from rewardkit.tasks.base import Task, TrainingData
 from rewardkit.tasks.registry import build_task
-from rewardkit.training import checkpoint
+from rewardkit.training import checkpoint, sharding
 from rewardkit.training.batches import EpochBatches
+from rewardkit.training.debias import quality_head_only, rebalance_training_set
 from rewardkit.training.log import TrainLog, save_resolved_config
 from rewardkit.training.setup import (
     build_model,
     build_optimizer,
     build_scheduler,
     check_distributed_type,
+    check_launch,
     count_steps,
     encode_training_data,
     load_training_data,
@@ -115,7 +117,7 @@ class Run:
     task: Task
     rm: RewardModel  # the bare reward model (its spec tells the loss how to read it)
     peft_model: object | None  # the PEFT wrapper when training LoRA adapters (merged once, at the end)
-    model: torch.nn.Module  # rm as accelerate prepared it (DDP-wrapped on several processes)
+    model: torch.nn.Module  # rm as accelerate prepared it (DDP-wrapped on several processes; sharded under FSDP)
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
     share_prefix: bool
@@ -127,9 +129,17 @@ class Run:
     steps_per_epoch: int
     total_steps: int
     log: TrainLog
+    sharded: bool = False  # FSDP or DeepSpeed: each process holds a slice of the weights (`training.sharding`)
 
     def unwrapped(self) -> RewardModel:
         return unwrap(self.accelerator, self.model)
+
+    def whole(self) -> RewardModel | None:
+        """The bare reward model with all its weights on the main process (gathered from the shards under FSDP;
+        every process must call it then), None on the others."""
+        if self.sharded:
+            return sharding.gather_model(self.model, self.rm, self.accelerator)
+        return self.unwrapped() if self.accelerator.is_main_process else None
 
 
 def train_model(config: TrainConfig, output_dir: str | Path, *, show_progress: bool = True,
@@ -162,7 +172,12 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
     # autocast is ours, not accelerate's: its precision is fixed once per process, and one process may train
     # several models (tests, notebooks) in different precisions
     accelerator = Accelerator(mixed_precision="no", log_with=None)
+    check_launch(accelerator)
     check_distributed_type(accelerator)
+    sharded = sharding.uses_fsdp(accelerator, cfg.sharding)
+    if sharded and config.model.lora:
+        raise TrainingError("LoRA adapters are not sharded: train them with DDP (train.sharding=none); FSDP is for "
+                            "full fine-tuning of a model too big for one device")
     if not cfg.resume and checkpoint.list_checkpoints(output_dir):
         raise TrainingError(f"{output_dir} holds checkpoints of an earlier run: resume it with train.resume=latest, "
                             "or choose a new --output-dir")
@@ -171,13 +186,22 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
                       center_rewards_coefficient=cfg.center_rewards_coefficient)
     rm, peft_model = build_model(config.model, config.task)
     train_set, eval_set, summary = encode_training_data(task, rm, data or load_training_data(task, config))
+    train_set, summary["rebalance"] = rebalance_training_set(train_set, config.data, cfg.seed, accelerator.print)
     micro_batch = micro_batch_size(cfg.batch_size, accelerator.num_processes, cfg.gradient_accumulation_steps)
     steps_per_epoch, total_steps = count_steps(len(train_set), cfg.batch_size, cfg.epochs, task.unit)
-    optimizer = build_optimizer(rm, config)
-    scheduler = build_scheduler(optimizer, config.optim, total_steps)
     share_prefix = resolve_share_prefix(cfg.share_prefix, rm)
-    model, optimizer = accelerator.prepare(rm, optimizer)
-    state = resume(config, output_dir, accelerator, model, optimizer, scheduler) if cfg.resume else TrainState()
+    if sharded and accelerator.distributed_type.value != "FSDP":  # accelerate's plugin shards in prepare
+        sharding.shard_model(rm.to(accelerator.device), accelerator)
+    optimizer = build_optimizer(rm, config)  # after sharding: the optimizer holds the sharded parameters
+    scheduler = build_scheduler(optimizer, config.optim, total_steps)
+    if sharded and accelerator.distributed_type.value != "FSDP":
+        model, optimizer = rm, accelerator.prepare(optimizer)
+    else:
+        if sharding.uses_deepspeed(accelerator):
+            sharding.configure_deepspeed(accelerator, micro_batch, config)
+        model, optimizer = accelerator.prepare(rm, optimizer)
+    state = (resume(config, output_dir, accelerator, model, optimizer, scheduler, sharded=sharded) if cfg.resume
+             else TrainState())
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_resolved_config(config, output_dir / "config.yaml")
@@ -187,16 +211,24 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
     run = Run(config=config, output_dir=output_dir, accelerator=accelerator, precision=precision, task=task, rm=rm,
               peft_model=peft_model, model=model, optimizer=optimizer, scheduler=scheduler, share_prefix=share_prefix,
               train_set=train_set, eval_set=eval_set, summary=summary, batches=batches, micro_batch=micro_batch,
-              steps_per_epoch=steps_per_epoch, total_steps=total_steps, log=log)
+              steps_per_epoch=steps_per_epoch, total_steps=total_steps, log=log,
+              sharded=sharded or sharding.uses_deepspeed(accelerator))
     return run, state
 
 
 # resume: the checkpoint's weights, optimizer, scheduler, RNG and progress
 def resume(config: TrainConfig, output_dir: Path, accelerator: Accelerator, model: torch.nn.Module,
-           optimizer: torch.optim.Optimizer, scheduler: LRScheduler) -> TrainState:
+           optimizer: torch.optim.Optimizer, scheduler: LRScheduler, *, sharded: bool) -> TrainState:
     """Load the checkpoint `train.resume` names (latest: the newest under `output_dir`) into the prepared run."""
     found = checkpoint.find_checkpoint(output_dir, config.train.resume)
-    progress = checkpoint.load_checkpoint(found, unwrap(accelerator, model), optimizer, scheduler)
+    if sharding.is_sharded_checkpoint(found) != sharded:
+        saved, now = ("sharded (FSDP)", "unsharded") if not sharded else ("unsharded", "sharded (FSDP)")
+        raise TrainingError(f"{found} was saved by a {saved} run and this run is {now}: resume it the way it "
+                            "was trained (train.sharding and the launcher)")
+    if sharded:
+        progress = sharding.load_sharded_checkpoint(found, model, optimizer, scheduler, accelerator)
+    else:
+        progress = checkpoint.load_checkpoint(found, unwrap(accelerator, model), optimizer, scheduler)
     warn_on_config_change(accelerator, progress.get("config"), config)
     accelerator.print(f"resumed from {found} at step {progress['step']}")
     return TrainState.from_progress(progress)
@@ -270,8 +302,11 @@ def evaluate_if_due(run: Run, state: TrainState) -> bool:
     evaluation = run.task.evaluate(run.unwrapped(), run.eval_set, bootstrap=0)
     run.log.write(state.step, **{f"eval_{run.task.score_name}": evaluation.score})
     if state.record_eval(evaluation.score):
-        if run.accelerator.is_main_process and run.peft_model is None:  # adapters are merged once, at the end
-            save_with_normalization(run.unwrapped(), run.output_dir / "model", evaluation.rewards)
+        if run.peft_model is None:  # adapters are merged once, at the end
+            whole = run.whole()
+            if whole is not None:
+                with quality_head_only(whole, run.config.task.length_head) as scored:  # ODIN: quality alone
+                    save_with_normalization(scored, run.output_dir / "model", evaluation.rewards)
         return False
     patience = cfg.early_stopping_patience
     if patience and state.evals_without_improvement >= patience:
@@ -282,11 +317,18 @@ def evaluate_if_due(run: Run, state: TrainState) -> bool:
 
 # checkpoint: every `save_every` steps, keeping the newest `keep_checkpoints`
 def checkpoint_if_due(run: Run, state: TrainState) -> None:
-    """Save a resumable checkpoint when due (main process)."""
+    """Save a resumable checkpoint when due: by the main process, or each process its shard under FSDP."""
     cfg = run.config.train
-    if cfg.save_every and state.step % cfg.save_every == 0 and run.accelerator.is_main_process:
-        checkpoint.save_checkpoint(run.output_dir / f"{checkpoint.PREFIX}{state.step:06d}", run.unwrapped(),
-                                   run.optimizer, run.scheduler, state.progress(run.config))
+    if not (cfg.save_every and state.step % cfg.save_every == 0):
+        return
+    directory = run.output_dir / f"{checkpoint.PREFIX}{state.step:06d}"
+    if run.sharded:
+        sharding.save_sharded_checkpoint(directory, run.model, run.optimizer, run.scheduler,
+                                         state.progress(run.config), run.accelerator)
+    elif run.accelerator.is_main_process:
+        checkpoint.save_checkpoint(directory, run.unwrapped(), run.optimizer, run.scheduler,
+                                   state.progress(run.config))
+    if run.accelerator.is_main_process:
         checkpoint.prune_checkpoints(run.output_dir, cfg.keep_checkpoints)
 
 
@@ -295,12 +337,14 @@ def finish(run: Run, state: TrainState) -> TrainResult:
     """Save the final model with its held-out metrics, and the run's summary."""
     elapsed = state.seconds()
     metrics = None
+    whole = run.whole()
     if run.accelerator.is_main_process:
         # with early stopping, the model saved at the best evaluation is the final one
         keep_best = (bool(run.config.train.early_stopping_patience) and run.peft_model is None
                      and state.best_eval_score is not None)
-        metrics = finish_model(run.task, run.unwrapped(), run.peft_model, run.output_dir / "model", run.eval_set,
-                               keep_best=keep_best)
+        with quality_head_only(whole, run.config.task.length_head) as scored:  # ODIN: quality alone
+            metrics = finish_model(run.task, scored, run.peft_model, run.output_dir / "model", run.eval_set,
+                                   keep_best=keep_best)
         write_metrics(run.output_dir, metrics)
     summary = run.summary | {
         "steps": state.step, "batch_size": run.config.train.batch_size,
@@ -308,7 +352,8 @@ def finish(run: Run, state: TrainState) -> TrainResult:
         "share_prefix": run.share_prefix, "eval_score_name": run.task.score_name,
         "best_eval_score": state.best_eval_score, "best_step": state.best_step, "train_seconds": round(elapsed, 1),
         "examples_per_s": round(state.examples_seen / elapsed, 2) if elapsed else None,
-        "processes": run.accelerator.num_processes, "precision": run.precision}
+        "processes": run.accelerator.num_processes, "precision": run.precision,
+        "sharding": sharding.engine(run.accelerator, run.sharded)}
     if run.accelerator.is_main_process:
         write_json_atomic(run.output_dir / "summary.json", summary)
     run.log.close()

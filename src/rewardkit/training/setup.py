@@ -4,6 +4,7 @@ optimizer and scheduler."""
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -17,6 +18,7 @@ from rewardkit.errors import TrainingError
 from rewardkit.models.backbones import backbone_config, head_module, resolve_backbone
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.tasks.base import NoTrainingData, Task, TrainingData
+from rewardkit.training.debias import add_length_head
 
 
 def resolve_share_prefix(setting: bool | str, rm: RewardModel) -> bool:
@@ -52,6 +54,8 @@ def build_model(config: ModelConfig, task: TaskConfig) -> tuple[RewardModel, obj
     weights = task.attribute_weights
     attribute_weights = None if weights is None else [weights.get(name, 0.0) for name in task.attributes]
     rm.spec = rm.spec.model_copy(update={"task": task.type, "loss": task.loss, "attribute_weights": attribute_weights})
+    if task.length_head:
+        add_length_head(rm)  # ODIN: a second output row, trained and checkpointed but never exported
     if config.disable_dropout:
         disable_dropout(rm.model)
     if config.gradient_checkpointing:
@@ -144,7 +148,20 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, total
 
 
 def check_distributed_type(accelerator: Accelerator) -> None:
-    """Checkpoints and exports gather nothing: sharded setups (DeepSpeed ZeRO, FSDP) would save partial state."""
+    """The engines the recipe runs on: DDP, FSDP and DeepSpeed ZeRO (`rewardkit.training.sharding`)."""
     kind = accelerator.distributed_type.value
-    if kind in ("DEEPSPEED", "FSDP", "MEGATRON_LM"):
-        raise TrainingError(f"{kind} is not supported yet: launch with plain DDP (accelerate launch --multi_gpu)")
+    if kind == "MEGATRON_LM":
+        raise TrainingError(f"{kind} is not supported: launch with DDP (accelerate launch --multi_gpu), FSDP "
+                            "(--config_file configs/accelerate/fsdp2.yaml, or train.sharding=fsdp) or DeepSpeed")
+
+
+def check_launch(accelerator: Accelerator) -> None:
+    """A launcher that started N processes but no process group would train N unrelated models: refuse it (e.g.
+    `accelerate launch --use_fsdp` on a machine without GPUs, whose plugin does not engage)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and accelerator.num_processes == 1:
+        kind = accelerator.distributed_type.value
+        raise TrainingError(
+            f"launched as {world} processes, but accelerate set up no process group ({kind}): each would train "
+            "its own model. On CPUs launch with torchrun and ACCELERATE_USE_CPU=true (or "
+            "accelerate launch --cpu), with train.sharding=fsdp for FSDP; accelerate's FSDP plugin needs GPUs")
