@@ -102,9 +102,11 @@ PROMPTS = ["Is tea good?", "Name a colour.", "What is rain?"]
 RESPONSES = ["yes, tea is a good helpful drink", "red", "water falling from clouds"]
 
 
-def save_tiny_model(backbone: Path, directory: Path, seed: int, normalization: Normalization | None) -> Path:
+def save_tiny_model(backbone: Path, directory: Path, seed: int = 0, normalization: Normalization | None = None, *,
+                    max_length: int = 64) -> Path:
+    """An untrained reward model on a tiny backbone (a seeded score head), saved as a model directory."""
     torch.manual_seed(seed)
-    rm = RewardModel.from_backbone(str(backbone), max_length=64)
+    rm = RewardModel.from_backbone(str(backbone), max_length=max_length)
     rm.spec = rm.spec.model_copy(update={"normalization": normalization})
     rm.save_pretrained(directory)
     return directory

@@ -42,6 +42,11 @@ def hardware_precision() -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def default_device() -> torch.device:
+    """Where scoring runs unless told: the GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def cpu_has_fast_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from rewardkit.cli.common import PrecisionOption, console, quiet_transformers, user_errors, warn
+from rewardkit.cli.common import LengthPenaltyOption, PrecisionOption, console, quiet_transformers, user_errors, warn
 from rewardkit.optimization.bon import best_of_n
 
 StepAggregateOption = Annotated[Literal["min", "last", "product"], typer.Option(
@@ -28,6 +28,7 @@ def bon(
         metavar="FILE", help="Also write best-vs-worst preference pairs (for `rewardkit train`).")] = None,
     step_aggregate: StepAggregateOption = "min",
     precision: PrecisionOption = "auto",
+    length_penalty: LengthPenaltyOption = None,
 ) -> None:
     """Pick the best of N responses per prompt with a reward model.
 
@@ -36,7 +37,7 @@ def bon(
     """
     quiet_transformers()
     summary = best_of_n(pool, model, output, objective=objective, std_weight=std_weight, pairs_output=pairs,
-                        step_aggregate=step_aggregate, precision=precision)
+                        step_aggregate=step_aggregate, precision=precision, length_penalty=length_penalty)
     console.print(f"best of {summary.samples} samples for {summary.written} of {summary.prompts} prompts "
                   f"({summary.precision}) -> {output}")
     if pairs is not None:

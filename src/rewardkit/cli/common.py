@@ -80,5 +80,8 @@ MaxLengthOption = Annotated[int | None, typer.Option(min=1, metavar="N", help=(
 LongPairsOption = Annotated[LongResponses, typer.Option(help=(
     "A response alone longer than max_length: drop the pair, or truncate it (keep the response's start, flagged "
     "'truncated')."))]
+LengthPenaltyOption = Annotated[float | None, typer.Option(min=0, metavar="L", help=(
+    "Score reward - L * the response's tokens (as the model tokenizes it); each record keeps reward_raw, "
+    "length_penalty and response_tokens."))]
 PrecisionOption = Annotated[Precision, typer.Option(help=(
     "bf16 weights or fp32; auto: bf16 where the hardware is fast at it (CUDA, CPUs with AMX / AVX512-BF16)."))]

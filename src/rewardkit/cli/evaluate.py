@@ -55,6 +55,9 @@ def evaluate_command(
     precision_check: Annotated[int, typer.Option(min=0, metavar="N", help=(
         "In bf16, score N sampled pairs again in fp32 and report the largest reward difference and the "
         "preference flips (0: skip)."))] = 64,
+    probes: Annotated[bool, typer.Option("--probes", help=(
+        "Also score the bundled bias probes (over-refusal, harmful-refusal, sycophancy, agreement): accuracy and "
+        "CI per probe in the table, metrics.json (probes) and the report."))] = False,
 ) -> None:
     """Evaluate reward models on preference files; write a report.
 
@@ -62,7 +65,8 @@ def evaluate_command(
     against the first model}} for several. With --fit-temperature, P(a preferred over b) = sigmoid((reward_a -
     reward_b) / T) is calibrated by the saved temperature T. Pointwise and process models are scored against the
     labels of rating, outcome and step files. Coverage (scored / total pairs) stands beside every accuracy:
-    --max-length widens the window (up to the backbone's limit), --long-pairs truncate scores the rest.
+    --max-length widens the window (up to the backbone's limit), --long-pairs truncate scores the rest. --probes
+    adds pairs in which the right reply complies, refuses, corrects or agrees (rewardkit/probes/README.md).
     """
     ensembles = [directory for directory in model if is_ensemble(directory)]
     refuse_ensemble_options(ensemble_mode, std_weight, has_ensemble=bool(ensembles),
@@ -75,7 +79,7 @@ def evaluate_command(
                         seed=seed, fit_temperature=fit_temperature, format=format, on_bad_record=on_bad_record,
                         batch_size=batch_size, ensemble_mode=ensemble_mode, std_weight=std_weight,
                         max_length=max_length, long_pairs=long_pairs, precision=precision,
-                        precision_check=precision_check)
+                        precision_check=precision_check, probes=probes)
     results = evaluate(config)
     if "overall" not in results[0].metrics:  # scored against labels (ratings, verifier outcomes, steps)
         for result in results:

@@ -103,6 +103,7 @@ def serve(
     max_request_chars: Annotated[int, config_option("max_request_chars")] = FIELDS["max_request_chars"].default,
     max_length: Annotated[int | None, config_option("max_length")] = None,
     long_pairs: LongPairsOption = "drop",
+    length_penalty: Annotated[float, config_option("length_penalty", metavar="L")] = FIELDS["length_penalty"].default,
     threads: Annotated[int | None, typer.Option(min=1, metavar="N", help=(
         "torch intra-op threads for forward passes (default: torch's choice); 1 is steadiest on a shared "
         "CPU."))] = None,
@@ -120,7 +121,8 @@ def serve(
         "host": host, "port": port, "api_key": api_key(api_key_env), "ensemble_mode": ensemble_mode,
         "std_weight": std_weight, "max_batch_tokens": max_batch_tokens, "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms, "max_items": max_items, "max_request_tokens": max_request_tokens,
-        "max_request_chars": max_request_chars, "max_length": max_length, "long_pairs": long_pairs})
+        "max_request_chars": max_request_chars, "max_length": max_length, "long_pairs": long_pairs,
+        "length_penalty": length_penalty})
     check_exposure(config, insecure)
     if threads:
         torch.set_num_threads(threads)  # before any forward thread starts: each takes the count on first use
@@ -132,5 +134,6 @@ def serve(
     precisions = sorted({m.precision for m in models.values()} | {e.precision for e in ensembles.values()})
     console.print(f"serving {', '.join([*models, *ensembles])} ({', '.join(precisions)}) on "
                   f"http://{config.host}:{config.port}"
-                  f"{' (API key required)' if config.api_key else ''}")
+                  f"{' (API key required)' if config.api_key else ''}"
+                  f"{f', length penalty {config.length_penalty:g} per token' if config.length_penalty else ''}")
     run_server(scoring_app, config)

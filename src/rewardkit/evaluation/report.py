@@ -12,7 +12,7 @@ import base64
 import html
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,13 +80,14 @@ class ModelResult:
     chosen reward strictly above rejected), chosen_length, rejected_length (None when unknown),
     truncated (a response's tail was cut to fit), prompt, chosen, rejected. `comparison` maps the name of the
     reference model (the first in the report) to `paired_bootstrap_difference` of this model
-    minus that one.
+    minus that one. `probe_predictions` are the same lines for the bias probes' pairs (`metrics["probes"]`).
     """
 
     name: str
     metrics: dict
     predictions: list[dict]
     comparison: dict[str, dict] | None = None
+    probe_predictions: list[dict] = field(default_factory=list)
 
 
 def write_report(out_dir: Path, results: list[ModelResult]) -> None:
@@ -118,7 +119,18 @@ def console_rows(results: list[ModelResult]) -> list[tuple[str, MetricPath]]:
                 ("Truncated (response tail cut)", ("truncated",))]
     subsets = [(f"{key}: {name}", ("subsets", name, key)) for name in subset_names(results)
                for key in ("accuracy", "coverage")]
-    return shown(results, HEADLINE_ROWS + optional + subsets)
+    probes = [(f"probe {name}{suffix}", ("probes", name, key)) for name in probe_names(results)
+              for suffix, key in ((f" ({probe_expects(results, name)})", "accuracy"), (" 95% CI", "ci95"))]
+    return shown(results, HEADLINE_ROWS + probes + optional + subsets)
+
+
+def probe_names(results: list[ModelResult]) -> list[str]:
+    return list(dict.fromkeys(name for result in results for name in result.metrics.get("probes", {})))
+
+
+def probe_expects(results: list[ModelResult], name: str) -> str:
+    """What the probe's chosen reply does ("complies with a benign request")."""
+    return next(r.metrics["probes"][name]["expects"] for r in results if name in r.metrics.get("probes", {}))
 
 
 def shown(results: list[ModelResult], rows: list[tuple[str, MetricPath]]) -> list[tuple[str, MetricPath]]:
@@ -297,6 +309,25 @@ def subset_table(results: list[ModelResult]) -> MetricTable:
     return header, rows
 
 
+PROBE_COLUMNS: list[tuple[str, str]] = [("accuracy", "acc"), ("ci95", "95% CI"), ("n", "n"), ("total", "of"),
+                                        ("length_baseline_accuracy", "longer-reply baseline")]
+
+
+def probe_table(results: list[ModelResult]) -> MetricTable:
+    """Each probe's accuracy, CI, pairs and length baseline, then (when it has several) its parts' accuracy, CI and
+    pairs."""
+    header = ["probe (the chosen reply ...)", *(f"{r.name} {title}" for r in results for _, title in PROBE_COLUMNS)]
+    rows = []
+    for name in probe_names(results):
+        rows.append((f"{name} ({probe_expects(results, name)})",
+                     [(r, ("probes", name, key)) for r in results for key, _ in PROBE_COLUMNS]))
+        parts = dict.fromkeys(part for r in results for part in metric_value(r.metrics, ("probes", name, "subsets"))
+                              or {})
+        rows += [(f"{name} / {part}", [(r, ("probes", name, "subsets", part, key)) for r in results
+                                       for key, _ in PROBE_COLUMNS]) for part in parts if len(parts) > 1]
+    return header, rows
+
+
 def rewardbench_table(results: list[ModelResult]) -> MetricTable:
     labelled_paths = [(section, ("rewardbench", "sections", section)) for section in rewardbench_sections(results)]
     labelled_paths.append(("Score", ("rewardbench", "score")))
@@ -385,6 +416,8 @@ def render_html(results: list[ModelResult]) -> str:
     names = ", ".join(result.name for result in results)
     parts = [f"<h1>Reward model evaluation: {html.escape(names)}</h1>", "<h2>Headline</h2>"]
     parts.append(html_metric_table(headline_table(results)))
+    if probe_names(results):
+        parts += ["<h2>Bias probes</h2>", html_metric_table(probe_table(results))]
     if comparison_table(results)[1]:
         parts += ["<h2>Paired comparison</h2>", html_text_table(comparison_table(results))]
     if rewardbench_sections(results):
@@ -438,6 +471,8 @@ def md_metric_table(table: MetricTable) -> str:
 def render_markdown(results: list[ModelResult]) -> str:
     """The report's tables in Markdown (no figures)."""
     parts = ["# Reward model evaluation", "## Headline", md_metric_table(headline_table(results))]
+    if probe_names(results):
+        parts += ["## Bias probes", md_metric_table(probe_table(results))]
     if comparison_table(results)[1]:
         parts += ["## Paired comparison", md_text_table(comparison_table(results))]
     if rewardbench_sections(results):

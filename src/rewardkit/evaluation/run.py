@@ -20,8 +20,11 @@ training's periodic evaluation (`rewardkit.tasks.comparisons.evaluate_comparison
                        several models: {"models": {name: that dict}, "comparison": {name: {"reference",
                        "difference", "ci95", "n"}}}, each model after the first against the first: strict
                        accuracy difference (this - reference) on the pairs both scored, paired bootstrap CI
+                       with `probes`, "probes": {probe: accuracy, CI, coverage, length baseline, parts} on the
+                       bundled bias probes (`rewardkit.evaluation.probes`)
     predictions.jsonl  one line per model and pair: id, subset, model, reward_chosen, reward_rejected, margin,
                        correct (chosen reward strictly higher), chosen_length, rejected_length, truncated
+    probe_predictions.jsonl   with `probes`: the same lines for the probes' pairs (subset "PROBE/PART")
     report.html, report.md   `rewardkit.evaluation.report.write_report`
 
 Subsets: a record's own `subset` field; with several files, pairs without one take the file name (its stem).
@@ -57,13 +60,14 @@ from rewardkit.errors import ConfigError, ModelError
 from rewardkit.evaluation.inputs import EvalData, load_eval_data
 from rewardkit.evaluation.labels import evaluate_label_files, evaluates_labels, is_rating_file
 from rewardkit.evaluation.preference import evaluate_ensemble, evaluate_model
+from rewardkit.evaluation.probes import evaluate_probes, load_probes
 from rewardkit.evaluation.report import ModelResult, write_report
 from rewardkit.io import check_output_dir, finite_or_none, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rewardkit.metrics.preference import paired_bootstrap_difference
 from rewardkit.models.ensemble import RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 from rewardkit.models.spec import LongResponses, ScoringSpec, check_long_responses, require_at_least
-from rewardkit.precision import Precision, resolve_precision
+from rewardkit.precision import Precision, default_device, resolve_precision
 from rewardkit.progress import counting_progress
 
 PREDICTION_KEYS = ("id", "subset", "model", "reward_chosen", "reward_rejected", "margin", "correct",
@@ -91,6 +95,7 @@ class EvalConfig:
     long_pairs: LongResponses = "drop"  # a response alone over max_length: drop the pair, or truncate it
     precision: Precision = "fp32"  # bf16 weights, or auto: bf16 where the hardware is fast at it
     precision_check: int = 64  # bf16: pairs scored again in fp32 to measure what bf16 costs; 0 turns it off
+    probes: bool = False  # also score the bundled bias probes (`rewardkit.evaluation.probes`)
 
     def __post_init__(self) -> None:
         require_at_least("batch_size", self.batch_size, 1)
@@ -111,18 +116,26 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
     rating_files = any(s.task == "pointwise" for s in specs.values()) and all(map(is_rating_file, config.data))
     labelled = [evaluates_labels(spec, rating_files) for spec in specs.values()]
     if any(labelled):
+        if config.probes:
+            raise ModelError("the bias probes are preference pairs; a model scored against labels (a process model, "
+                             "or a pointwise model on rating files) cannot be probed: leave out --probes")
         if not all(labelled) or len(specs) < len(config.models):
             raise ModelError("some models are scored against labels and others on preference pairs: evaluate them "
                              "separately")
         return evaluate_labels(config, names)
     data = load_eval_data(config.data, subset_field=config.subset_field, format=config.format,
                           on_bad_record=config.on_bad_record)
+    probe_data = load_probes() if config.probes else None
     results = []
     with counting_progress(enabled=config.progress) as progress:
         for name, directory in zip(names, config.models, strict=True):
             options = {"name": name, "bootstrap": config.bootstrap, "seed": config.seed,
                        "batch_size": config.batch_size, "progress": progress}
-            result = evaluate_directory(directory, data, config, config.precision, options)
+            model = load_directory(directory, config, config.precision)
+            result = evaluate_loaded(model, data, options)
+            probes = {}
+            if probe_data is not None:
+                probes["probes"], result.probe_predictions = evaluate_probes(model, data=probe_data, **options)
             if config.fit_temperature and not is_ensemble(directory):
                 save_temperature(specs[directory], directory, result.metrics["calibration"]["temperature"])
             precision = resolve_precision(config.precision)
@@ -130,7 +143,7 @@ def evaluate(config: EvalConfig) -> list[ModelResult]:
                 precision == "bf16" and config.precision_check) else {}
             result.metrics = finite_or_none(result.metrics | {"model": str(directory), "long_pairs": config.long_pairs,
                                                               "skipped_records": len(data.skipped),
-                                                              "precision": precision} | cost)
+                                                              "precision": precision} | cost | probes)
             results.append(result)
     reference = results[0]
     for result in results[1:]:
@@ -161,18 +174,27 @@ def evaluate_labels(config: EvalConfig, names: list[str]) -> list[ModelResult]:
 def evaluate_directory(directory: Path, data: EvalData, config: EvalConfig, precision: str,
                        options: dict) -> ModelResult:
     """The saved model or ensemble in `directory`, loaded in `precision`, evaluated on `data`."""
+    return evaluate_loaded(load_directory(directory, config, precision), data, options)
+
+
+def load_directory(directory: Path, config: EvalConfig, precision: str) -> RewardModel | RewardEnsemble:
+    """The saved model or ensemble in `directory`, loaded in `precision` with `config`'s window and overrides."""
     if is_ensemble(directory):
-        ensemble = RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode, std_weight=config.std_weight,
-                                                  load_member=lambda d: load_model(d, config, precision))
-        return evaluate_ensemble(ensemble, data, **options)
-    return evaluate_model(load_model(directory, config, precision), data, **options)
+        return RewardEnsemble.from_pretrained(directory, mode=config.ensemble_mode, std_weight=config.std_weight,
+                                              load_member=lambda d: load_model(d, config, precision))
+    return load_model(directory, config, precision)
+
+
+def evaluate_loaded(model: RewardModel | RewardEnsemble, data: EvalData, options: dict) -> ModelResult:
+    evaluate = evaluate_ensemble if isinstance(model, RewardEnsemble) else evaluate_model
+    return evaluate(model, data, **options)
 
 
 def load_model(directory: str | Path, config: EvalConfig, precision: str) -> RewardModel:
-    """The saved model in `precision`, scoring with `config`'s window and rule for over-long pairs (its saved spec
-    untouched)."""
-    return RewardModel.from_pretrained(directory, precision=precision).windowed(max_length=config.max_length,
-                                                                                long_responses=config.long_pairs)
+    """The saved model in `precision` on the GPU when there is one, scoring with `config`'s window and rule for
+    over-long pairs (its saved spec untouched)."""
+    model = RewardModel.from_pretrained(directory, precision=precision).to(default_device())
+    return model.windowed(max_length=config.max_length, long_responses=config.long_pairs)
 
 
 def precision_cost(result: ModelResult, directory: Path, data: EvalData, config: EvalConfig, options: dict) -> dict:
@@ -227,4 +249,7 @@ def write_outputs(out_dir: Path, results: list[ModelResult]) -> None:
     write_json_atomic(out_dir / "metrics.json", document)
     write_jsonl_atomic(out_dir / "predictions.jsonl",
                        ({key: p[key] for key in PREDICTION_KEYS} for result in results for p in result.predictions))
+    if any(result.probe_predictions for result in results):
+        write_jsonl_atomic(out_dir / "probe_predictions.jsonl", ({key: p[key] for key in PREDICTION_KEYS}
+                                                                 for r in results for p in r.probe_predictions))
     write_report(out_dir, results)

@@ -8,6 +8,10 @@ The objective: one model's reward; an ensemble's members' z-scores combined by `
 (worst case) or mean - std_weight * std. Ties go to the lowest sample_index (best) and the highest (worst). A
 sample the model cannot score (too long) is counted and never picked; a prompt with none scored is counted and
 has no line in the output; a prompt whose best and worst score the same gives no pair (counted).
+
+With `length_penalty` L the objective is `score - L * response tokens` (`rewardkit.scoring.length`; in the
+objective's units: raw rewards, or an ensemble's z-scores), and each best line adds `reward_raw`,
+`length_penalty` and `response_tokens`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from rewardkit.models.ensemble import RewardEnsemble, combine_rewards
 from rewardkit.optimization.scoring import Scorer, score_samples
 from rewardkit.precision import Precision
 from rewardkit.sampling.pool import PoolSample, group_by_prompt, scan_pool
+from rewardkit.scoring.length import check_length_penalty, penalize, response_tokens
 from rewardkit.scoring.loading import load_scorer
 
 Objective = Literal["mean", "min", "mean-std"]
@@ -65,18 +70,27 @@ def objective_scores(model: Scorer, samples: list[PoolSample], objective: Object
 
 def best_of_n(pool: str | Path, model_dir: str | Path, output: str | Path, *, objective: Objective | None = None,
               std_weight: float | None = None, pairs_output: str | Path | None = None,
-              step_aggregate: str = "min", precision: Precision = "fp32") -> BestOfNSummary:
+              step_aggregate: str = "min", precision: Precision = "fp32",
+              length_penalty: float | None = None) -> BestOfNSummary:
     """Write each prompt's best sample (its pool line plus `reward`, `objective`, `candidates`) to `output`."""
     for path in (output, pairs_output):
         if path is not None:
             check_output_file(path)
     if std_weight is not None and not (math.isfinite(std_weight) and std_weight >= 0):
         raise ConfigError(f"--std-weight must be a finite number >= 0, got {std_weight}")
+    check_length_penalty(length_penalty)
     scan = scan_pool(pool)
     if not scan.samples:
         raise DataError(f"{pool}: no samples")
     model = load_scorer(model_dir, precision=precision)
+    tokens = None if length_penalty is None else response_tokens(model, [s.prompt for s in scan.samples],
+                                                                 [s.response for s in scan.samples])
     scores, name, precision = objective_scores(model, scan.samples, objective, std_weight, step_aggregate)
+    penalty_of = {}
+    if tokens is not None:
+        penalty_of = {sample.key: {"reward_raw": score, "length_penalty": length_penalty, "response_tokens": n}
+                      for sample, score, n in zip(scan.samples, scores, tokens, strict=True)}
+        scores, name = penalize(scores, tokens, length_penalty), f"{name} - {length_penalty:g} * response tokens"
     reward_of = {sample.key: score for sample, score in zip(scan.samples, scores, strict=True)}
     best_lines, pairs, equal, empty = [], [], 0, 0
     groups = group_by_prompt(scan.samples)
@@ -89,7 +103,7 @@ def best_of_n(pool: str | Path, model_dir: str | Path, output: str | Path, *, ob
         worst = min(scored, key=lambda s: (reward_of[s.key], -s.sample_index))
         best_lines.append(best.to_dict() | {"reward": reward_of[best.key], "objective": name,
                                             "candidates": len(group), "candidates_scored": len(scored),
-                                            "precision": precision})
+                                            "precision": precision} | penalty_of.get(best.key, {}))
         if reward_of[best.key] > reward_of[worst.key]:
             pairs.append(best_vs_worst(best, worst))
         elif len(scored) > 1:

@@ -12,7 +12,9 @@ their spread as `uncertainty`. A response that alone exceeds the spec's max leng
 with its tail cut and flagged `"truncated": true`. `max_length` scores with another window than the saved one, up
 to the backbone's position limit (`RewardModel.windowed`; the saved spec is untouched). Every line is strict JSON:
 a NaN or infinity anywhere else in a record (an input field, an attribute) is written as null. Each record says the
-`precision` (bf16 or fp32) it was scored in.
+`precision` (bf16 or fp32) it was scored in. With a length penalty λ, `reward` (and `reward_normalized`) is lowered by
+λ times the response's tokens, and the record adds `reward_raw`, `length_penalty` and `response_tokens`
+(`rewardkit.scoring.length`).
 """
 
 from __future__ import annotations
@@ -28,23 +30,47 @@ from rewardkit.metrics.labels import AGGREGATES
 from rewardkit.models.ensemble import RewardEnsemble
 from rewardkit.models.reward_model import SCORING_BATCH_SIZE, RewardModel
 from rewardkit.models.spec import LongResponses, require_at_least
+from rewardkit.scoring.length import check_length_penalty, counting_model, penalized_record, response_tokens
 
 
 def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: str | Path, *,
                batch_size: int = SCORING_BATCH_SIZE, normalize: bool = False,
                attribute_weights: dict[str, float] | None = None, max_length: int | None = None,
-               long_pairs: LongResponses = "drop") -> int:
+               long_pairs: LongResponses = "drop", length_penalty: float | None = None) -> int:
     """Score every record of `input` with a reward model or an ensemble and write `output` atomically as JSON lines
     ("-": to standard output); returns the number of records. Options and the output path are checked before
-    anything is read."""
-    refuse_unusable_options(model, normalize, attribute_weights)
-    model = model.windowed(max_length=max_length, long_responses=long_pairs)
-    require_at_least("batch_size", batch_size, 1)
+    anything is read. `length_penalty` λ scores `reward - λ * response tokens` (`rewardkit.scoring.length`)."""
+    model = ready_to_score(model, batch_size=batch_size, normalize=normalize, attribute_weights=attribute_weights,
+                           max_length=max_length, long_pairs=long_pairs, length_penalty=length_penalty)
     if str(output) != STDOUT:
         check_output_file(output)
     records = list(read_records(input))
     if not records:
         raise DataError(f"{input}: no records to score")
+    write_jsonl(output, score_records(model, records, batch_size=batch_size, normalize=normalize,
+                                      attribute_weights=attribute_weights, length_penalty=length_penalty))
+    return len(records)
+
+
+def ready_to_score(model: RewardModel | RewardEnsemble, *, batch_size: int, normalize: bool,
+                   attribute_weights: dict[str, float] | None, max_length: int | None,
+                   long_pairs: LongResponses, length_penalty: float | None = None) -> RewardModel | RewardEnsemble:
+    """`model` windowed as asked, once the options are checked (before anything is read)."""
+    refuse_unusable_options(model, normalize, attribute_weights)
+    check_length_penalty(length_penalty)
+    if length_penalty is not None:
+        counting_model(model)  # a process model takes no penalty
+    require_at_least("batch_size", batch_size, 1)
+    return model.windowed(max_length=max_length, long_responses=long_pairs)
+
+
+def score_records(model: RewardModel | RewardEnsemble, records: list[tuple[str, dict]], *,
+                  batch_size: int = SCORING_BATCH_SIZE, normalize: bool = False,
+                  attribute_weights: dict[str, float] | None = None,
+                  length_penalty: float | None = None) -> list[dict]:
+    """The output records of (location, record) pairs with a `ready_to_score` model: each input record plus its
+    reward (or error) and `precision`, strict-JSON ready. The one scoring path of `score_file`, the sharded scorer
+    (`rewardkit.scoring.distributed`) and the Ray actors (`rewardkit.scoring.ray_scoring`)."""
     if isinstance(model, RewardEnsemble):
         scored = score_with_ensemble(model, records, batch_size=batch_size)
     elif model.spec.task == "process":
@@ -52,9 +78,11 @@ def score_file(model: RewardModel | RewardEnsemble, input: str | Path, output: s
     else:
         scored = score_pairs(model, records, batch_size=batch_size, normalize=normalize,
                              attribute_weights=attribute_weights)
+    if length_penalty is not None:
+        tokens = response_tokens(model, *pairs_of(records))
+        scored = [penalized_record(record, n, length_penalty) for record, n in zip(scored, tokens, strict=True)]
     precision = {"precision": model.precision}
-    write_jsonl(output, (finite_or_none(record | precision) for record in scored))
-    return len(records)
+    return [finite_or_none(record | precision) for record in scored]
 
 
 def refuse_unusable_options(model: RewardModel | RewardEnsemble, normalize: bool,

@@ -5,9 +5,9 @@
                      {"safe": RewardEnsemble.from_pretrained("runs/ens/model")})
     run_server(app, config)                 # or mount `app` in any ASGI server
 
-    POST /v1/score    {"model"?, "items": [{"prompt", "response"} | {"messages"}], "normalize"?}
+    POST /v1/score    {"model"?, "items": [{"prompt", "response"} | {"messages"}], "normalize"?, "length_penalty"?}
                       -> {"model", "precision", "rewards", "normalized", "usage": {"tokens"}, "warnings",
-                      "uncertainty"?}
+                      "uncertainty"?, "rewards_raw"?, "length_penalty"?, "response_tokens"?}
     POST /get_reward  OpenRLHF's remote reward model: {"query", "prompts"?, "labels"?} -> {"rewards", "scores",
                       "extra_logs"}; raw rewards of the default model (or `?model=NAME`), see `split_queries`
     GET  /health      200 once the models are loaded and a warm-up batch ran; 503 before, and while draining
@@ -20,6 +20,11 @@ already contains template markers gets a warning. `ServeConfig.max_length` serve
 (up to its backbone's position limit) and `long_pairs="truncate"` scores an item whose response alone exceeds it
 with the response's tail cut, with a warning naming the item, instead of a 413
 (`rewardkit.models.backbones.windowed_spec`; the saved specs are untouched).
+
+A length penalty L (`ServeConfig.length_penalty`, or a /v1/score request's `length_penalty`) serves
+`reward - L * tokens`, tokens counted as the model scores the response (`rewardkit.scoring.length`), after
+normalizing; with L > 0 a /v1/score answer adds `rewards_raw`, `length_penalty` and `response_tokens`, and
+/get_reward puts `rewards_raw` and `response_tokens` in `extra_logs`.
 
 Ensembles z-score each member with its normalization, combine them with the ensemble's own mode and std weight
 (`RewardEnsemble.combine`, as `rewardkit eval` and `score` do) and return the members' std as `uncertainty`.
@@ -65,7 +70,8 @@ from rewardkit.models.backbones import windowed_spec
 from rewardkit.models.ensemble import EnsembleMode, RewardEnsemble, is_ensemble
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.models.spec import EncodedPair
-from rewardkit.precision import Precision
+from rewardkit.precision import Precision, default_device
+from rewardkit.scoring.length import penalize
 from rewardkit.serving.batching import Batcher, BatcherClosed
 from rewardkit.serving.metrics import SECONDS_BUCKETS, Metrics
 from rewardkit.serving.requests import (
@@ -103,6 +109,8 @@ class Scored:
     normalized: bool
     uncertainty: list[float] | None = None
     truncated: list[int] = field(default_factory=list)  # items scored with their response's tail cut
+    response_tokens: list[int] = field(default_factory=list)  # each response's tokens as scored (the length penalty)
+    rewards_raw: list[float] | None = None  # the rewards before a length penalty, when one was applied
 
 
 class Scorer(Protocol):
@@ -157,7 +165,7 @@ class ModelScorer:
         rewards = await self.batched_rewards(encoded)
         truncated = [i for i, pair in enumerate(encoded) if pair.truncated]
         return Scored([spec.normalize(r) for r in rewards] if normalize else rewards, tokens, normalize,
-                      truncated=truncated)
+                      truncated=truncated, response_tokens=[pair.response_length for pair in encoded])
 
     async def batched_rewards(self, encoded: list[EncodedPair]) -> list[float]:
         """Rewards from the batcher, its failures and non-finite rewards turned into HTTP errors."""
@@ -194,7 +202,8 @@ class EnsembleScorer:
         scored = await asyncio.gather(*(m.score(prompts, responses, normalize=True) for m in self.members))
         rewards, spread = self.ensemble.combine([s.rewards for s in scored])
         truncated = sorted(set().union(*(s.truncated for s in scored)))
-        return Scored(rewards, sum(s.tokens for s in scored), True, spread, truncated)
+        return Scored(rewards, sum(s.tokens for s in scored), True, spread, truncated,
+                      scored[0].response_tokens)  # counted as the first member counts them (`counting_model`)
 
     def describe(self) -> dict:
         return {"id": self.name, "kind": "ensemble", "precision": self.precision, "mode": self.ensemble.mode,
@@ -246,10 +255,14 @@ class Service:
         if chars > self.config.max_request_chars:
             raise ServeError(413, f"request has {chars} characters, over the limit of {self.config.max_request_chars}")
 
-    async def score(self, scorer: Scorer, prompts: Sequence, responses: Sequence, normalize: bool, route: str):
-        """Size checks, scoring and templated-input warnings shared by both scoring routes."""
+    async def score(self, scorer: Scorer, prompts: Sequence, responses: Sequence, normalize: bool, route: str,
+                    length_penalty: float = 0.0):
+        """Size checks, scoring, the length penalty and templated-input warnings shared by both scoring routes."""
         self.check_size(prompts, responses)
         scored = await scorer.score(prompts, responses, normalize)
+        if length_penalty:
+            scored.rewards_raw = scored.rewards
+            scored.rewards = penalize(scored.rewards, scored.response_tokens, length_penalty)
         templated = templated_warnings(prompts, responses, scorer.markers)
         if templated:
             self.metrics.inc("rewardkit_templated_items_total", len(templated), route=route)
@@ -379,8 +392,12 @@ def add_routes(app: FastAPI, service: Service) -> None:
     async def score(body: ScoreRequest) -> dict:
         scorer = service.scorer(body.model)
         prompts, responses = item_pairs(body.items)
-        scored, warnings = await service.score(scorer, prompts, responses, body.normalize, "/v1/score")
+        penalty = service.config.length_penalty if body.length_penalty is None else body.length_penalty
+        scored, warnings = await service.score(scorer, prompts, responses, body.normalize, "/v1/score", penalty)
         extra = {"uncertainty": scored.uncertainty} if scored.uncertainty is not None else {}
+        if penalty:
+            extra |= {"rewards_raw": scored.rewards_raw, "length_penalty": penalty,
+                      "response_tokens": scored.response_tokens}
         return {"model": scorer.name, "precision": scorer.precision, "rewards": scored.rewards,
                 "normalized": scored.normalized,
                 "usage": {"tokens": scored.tokens}, "warnings": warnings} | extra
@@ -389,8 +406,11 @@ def add_routes(app: FastAPI, service: Service) -> None:
     async def get_reward(body: RewardRequest, model: str | None = None) -> dict:
         scorer = service.scorer(model)
         prompts, responses = split_queries(body, scorer.end_tokens)
-        scored, _ = await service.score(scorer, prompts, responses, False, "/get_reward")
+        penalty = service.config.length_penalty
+        scored, _ = await service.score(scorer, prompts, responses, False, "/get_reward", penalty)
         extra_logs = {"uncertainty": scored.uncertainty} if scored.uncertainty is not None else {}
+        if penalty:
+            extra_logs |= {"rewards_raw": scored.rewards_raw, "response_tokens": scored.response_tokens}
         return {"rewards": scored.rewards, "scores": scored.rewards, "extra_logs": extra_logs}
 
     @app.get("/health")
@@ -426,7 +446,7 @@ def load_models(model_args: Sequence[str], ensemble_args: Sequence[str], *, ense
         path = Path(directory).resolve()
         if path not in loaded:
             loaded[path] = RewardModel.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                       precision=precision)
+                                                       precision=precision).to(default_device())
             if loaded[path].spec.task == "process":
                 raise ModelError(f"{directory} is a process reward model (step scores): the service scores whole "
                                  "responses; score steps offline with `rewardkit score`")

@@ -45,6 +45,9 @@ class ServeConfig(BaseModel):
     long_pairs: LongResponses = Field("drop", description=(
         "A response alone over max_length: drop (a 413 naming the items) or truncate (score it with its tail cut, "
         "with a warning)."))
+    length_penalty: float = Field(0.0, ge=0, description=(
+        "Serve reward - L * the response's tokens (as the model tokenizes it): the default of /v1/score and what "
+        "/get_reward applies."))
 
 
 class ScoreRequest(BaseModel):
@@ -53,6 +56,9 @@ class ScoreRequest(BaseModel):
     items: list[dict[str, Any]] = Field(min_length=1, description=(
         "{prompt, response} or {messages}, each checked by `item_pairs`."))
     normalize: bool = Field(False, description="Z-score with the model's normalization (ensembles always are).")
+    length_penalty: float | None = Field(None, ge=0, description=(
+        "Subtract this times each response's tokens from its reward (after normalizing); the server's when left "
+        "out."))
 
 
 class RewardRequest(BaseModel):
