@@ -144,3 +144,17 @@ def test_ensemble_training_and_weighted_scoring_from_the_command_line(llama_dir,
     result = runner.invoke(app, ["score", "--model", str(tmp_path / "ens" / "model" / "member-0"), "--input",
                                  str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"), "--weight", "x"])
     assert result.exit_code == 1 and "expected NAME=NUMBER" in result.output
+
+
+def test_the_demo_adds_the_bias_probes_to_its_table_and_metrics(llama_dir, toy_data, tmp_path, capsys):
+    from rewardkit.cli.train import run_training
+    from rewardkit.config import load_config
+    from rewardkit.evaluation.probes import PROBES
+
+    config = {"model": {"backbone": str(llama_dir), "max_length": 512},
+              "data": {"train": [{"path": str(toy_data)}], "eval_fraction": 0.25},
+              "train": {"batch_size": 8, "epochs": 1}}
+    run_training(load_config(None, [], base=config), tmp_path / "run", False, probes=True)
+    probes = json.loads((tmp_path / "run" / "metrics.json").read_text())["probes"]
+    assert set(probes) == set(PROBES) and all(p["n"] > 0 for p in probes.values())
+    assert "probe over-refusal (complies with a benign request)" in capsys.readouterr().out

@@ -12,7 +12,10 @@ import typer
 from rewardkit.cli.common import Overrides, console, print_json, quiet_transformers, user_errors
 from rewardkit.config import TrainConfig, load_config
 from rewardkit.errors import ConfigError
+from rewardkit.evaluation.probes import evaluate_probes
 from rewardkit.evaluation.report import ModelResult, console_table
+from rewardkit.io import write_json_atomic
+from rewardkit.scoring.loading import load_scorer
 from rewardkit.training.launch import train as train_model
 
 OverwriteOption = Annotated[bool, typer.Option(
@@ -44,16 +47,17 @@ def demo(
 ) -> None:
     """Train and evaluate a model on the bundled data (CPU, minutes).
 
-    The bundled backbone and preference data: nothing is downloaded.
+    The bundled backbone and preference data: nothing is downloaded. The table adds the bundled bias probes.
     """
     config_file = resources.files("rewardkit") / "configs" / "demo.yaml"
     with resources.as_file(config_file) as path:
         config = load_config(path, set or [])
-    run_training(config, output_dir, overwrite)
+    run_training(config, output_dir, overwrite, probes=True)
 
 
-def run_training(config: TrainConfig, output_dir: Path, overwrite: bool) -> None:
-    """Train, then print the summary and the held-out metrics; under torchrun only rank 0 prints."""
+def run_training(config: TrainConfig, output_dir: Path, overwrite: bool, *, probes: bool = False) -> None:
+    """Train, then print the summary and the held-out metrics (with `probes`, also the bias probes', added to
+    metrics.json); under torchrun only rank 0 prints."""
     quiet_transformers()
     result = train_model(config, output_dir, overwrite=overwrite)
     if not is_main_process():
@@ -70,6 +74,9 @@ def run_training(config: TrainConfig, output_dir: Path, overwrite: bool) -> None
         print_json(result.metrics)
         console.print(f"metrics: {output_dir / 'metrics.json'}")
     elif result.metrics:
+        if probes:
+            result.metrics["probes"] = evaluate_probes(load_scorer(result.model_dir))[0]
+            write_json_atomic(output_dir / "metrics.json", result.metrics)
         console.print(console_table([ModelResult("model", result.metrics, predictions=[])], title="held-out accuracy"))
         if "ensemble" in result.metrics:
             found = result.metrics["ensemble"]
