@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_train import assert_same_weights, run_cli_train, tiny_config
 
+from rewardkit.config import load_config
+from rewardkit.errors import TrainingError
 from rewardkit.models.reward_model import RewardModel
+from rewardkit.training.launch import train
 
 CPU = {"ACCELERATE_USE_CPU": "true"}
 
@@ -136,3 +140,11 @@ def test_shipped_accelerate_configs_load_in_accelerate():
             assert config.fsdp_config["fsdp_version"] == 2
         if kind == "DEEPSPEED":
             assert config.deepspeed_config["gradient_accumulation_steps"] == 1
+
+
+def test_lora_adapters_are_not_sharded(llama_dir, toy_data, tmp_path):
+    config = fsdp_config(llama_dir, toy_data)
+    config["model"]["lora"] = {"r": 4}
+    with pytest.raises(TrainingError, match="LoRA adapters are not sharded: train them with DDP"):
+        train(load_config(None, [], base=config), tmp_path / "lora", show_progress=False)
+    assert not (tmp_path / "lora" / "model").exists()

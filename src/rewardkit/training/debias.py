@@ -92,18 +92,25 @@ def balance_lengths(train_set: list[EncodedComparison]) -> tuple[list[EncodedCom
     half of their joint weight, which stays what it was (so do the sources' shares); equal-length pairs keep their
     weights and are left out of the share. A source with pairs on one side only cannot be balanced and stays as it
     is. Weights compose: a pair's weight (per prompt, by agreement) is multiplied."""
+    totals = side_weights(train_set)
+    scales = {source: side_scales(sides) for source, sides in totals.items()}
+    balanced = [reweighted(c, scales[c.pair.subset][length_sign(c)]) for c in train_set]
+    after = side_weights(balanced)
+    notes = {str(source): {"pairs": sum(c.pair.subset == source for c in train_set),
+                           "equal_length_pairs": sum(c.pair.subset == source for c in train_set if not length_sign(c)),
+                           "chosen_longer_share_before": longer_share(sides),
+                           "chosen_longer_share_after": longer_share(after[source])}
+             for source, sides in totals.items()}
+    return balanced, notes
+
+
+def side_weights(train_set: Sequence[EncodedComparison]) -> dict[str | None, dict[int, float]]:
+    """Per source (subset), the weight of its chosen-longer (1), chosen-shorter (-1) and equal-length (0) pairs."""
     totals: dict[str | None, dict[int, float]] = {}
     for comparison in train_set:
         sides = totals.setdefault(comparison.pair.subset, {1: 0.0, -1: 0.0, 0: 0.0})
         sides[length_sign(comparison)] += pair_weight(comparison)
-    scales = {source: side_scales(sides) for source, sides in totals.items()}
-    balanced = [reweighted(c, scales[c.pair.subset][length_sign(c)]) for c in train_set]
-    notes = {str(source): {"pairs": sum(c.pair.subset == source for c in train_set),
-                           "equal_length_pairs": sum(c.pair.subset == source for c in train_set if not length_sign(c)),
-                           "chosen_longer_share_before": longer_share(sides),
-                           "chosen_longer_share_after": chosen_longer_share(balanced, source)}
-             for source, sides in totals.items()}
-    return balanced, notes
+    return totals
 
 
 def side_scales(sides: dict[int, float]) -> dict[int, float]:
@@ -119,15 +126,6 @@ def side_scales(sides: dict[int, float]) -> dict[int, float]:
 def longer_share(sides: dict[int, float]) -> float | None:
     decided = sides[1] + sides[-1]
     return sides[1] / decided if decided else None
-
-
-def chosen_longer_share(train_set: Sequence[EncodedComparison], source: str | None) -> float | None:
-    """The weighted share of `source`'s pairs of unequal lengths whose chosen reply is the longer one."""
-    sides = {1: 0.0, -1: 0.0, 0: 0.0}
-    for comparison in train_set:
-        if comparison.pair.subset == source:
-            sides[length_sign(comparison)] += pair_weight(comparison)
-    return longer_share(sides)
 
 
 def reweighted(comparison: EncodedComparison, scale: float) -> EncodedComparison:

@@ -175,9 +175,10 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
     check_launch(accelerator)
     check_distributed_type(accelerator)
     sharded = sharding.uses_fsdp(accelerator, cfg.sharding)
-    if sharded and config.model.lora:
-        raise TrainingError("LoRA adapters are not sharded: train them with DDP (train.sharding=none); FSDP is for "
-                            "full fine-tuning of a model too big for one device")
+    shards_itself = sharded and accelerator.distributed_type.value != "FSDP"  # accelerate's plugin shards in prepare
+    if (sharded or sharding.uses_deepspeed(accelerator)) and config.model.lora:
+        raise TrainingError("LoRA adapters are not sharded: train them with DDP (train.sharding=none); FSDP and "
+                            "DeepSpeed are for full fine-tuning of a model too big for one device")
     if not cfg.resume and checkpoint.list_checkpoints(output_dir):
         raise TrainingError(f"{output_dir} holds checkpoints of an earlier run: resume it with train.resume=latest, "
                             "or choose a new --output-dir")
@@ -190,11 +191,11 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
     micro_batch = micro_batch_size(cfg.batch_size, accelerator.num_processes, cfg.gradient_accumulation_steps)
     steps_per_epoch, total_steps = count_steps(len(train_set), cfg.batch_size, cfg.epochs, task.unit)
     share_prefix = resolve_share_prefix(cfg.share_prefix, rm)
-    if sharded and accelerator.distributed_type.value != "FSDP":  # accelerate's plugin shards in prepare
+    if shards_itself:
         sharding.shard_model(rm.to(accelerator.device), accelerator)
     optimizer = build_optimizer(rm, config)  # after sharding: the optimizer holds the sharded parameters
     scheduler = build_scheduler(optimizer, config.optim, total_steps)
-    if sharded and accelerator.distributed_type.value != "FSDP":
+    if shards_itself:
         model, optimizer = rm, accelerator.prepare(optimizer)
     else:
         if sharding.uses_deepspeed(accelerator):

@@ -97,8 +97,6 @@ def configure_deepspeed(accelerator: Accelerator, micro_batch: int, config: Trai
         raise ConfigError("resumable checkpoints under DeepSpeed are not supported (its own format pickles): train "
                           "with FSDP (configs/accelerate/fsdp2.yaml) for sharded checkpoints, or without "
                           "train.save_every")
-    if config.model.lora:
-        raise ConfigError("LoRA adapters are not sharded: train them with DDP, not DeepSpeed")
     ds = accelerator.state.deepspeed_plugin.deepspeed_config
     ds["train_micro_batch_size_per_gpu"] = micro_batch
     ds["train_batch_size"] = micro_batch * accelerator.num_processes
