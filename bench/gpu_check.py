@@ -19,6 +19,7 @@ Each part runs on its own and is recorded as ok, failed (with the error's last l
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -30,6 +31,8 @@ import traceback
 from pathlib import Path
 
 import torch
+
+from run import fitting_split, train_tokens  # bench/run.py, beside this script
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -150,8 +153,6 @@ def check_fsdp(work: Path, smollm2: str, data: dict) -> dict:
 
 
 def check_zero3(work: Path, smollm2: str, data: dict) -> dict:
-    import importlib.util
-
     if importlib.util.find_spec("deepspeed") is None:
         return {"skipped": "deepspeed is not installed"}
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
@@ -198,9 +199,6 @@ def non_embedding_parameters(backbone: str) -> int:
 
 
 def check_throughput(work: Path, backbones: dict[str, str], data: dict, peak: float) -> dict:
-    sys.path.insert(0, str(BENCH))
-    from run import train_tokens
-
     results = {}
     for name, backbone in backbones.items():
         runs = {}
@@ -256,9 +254,7 @@ def check_scoring(model_dir: Path, pairs, peak: float) -> dict:
 
 
 def prepare_data(work: Path, smollm2: str, n_pairs: int, steps_pairs: int) -> dict:
-    sys.path.insert(0, str(BENCH))
     from rewardkit.data.preferences import load_preferences, save_preferences
-    from run import fitting_split
 
     train, eval_file = fitting_split(smollm2, n_pairs, 128, work)
     pairs = load_preferences(str(train)).pairs
@@ -292,8 +288,6 @@ def main() -> None:
     results = {"device": device, "torch": torch.__version__, "bf16_matmul_peak_tflops": peak,
                "backbones": backbones, "random_weights": bool(args.backbones), "parts": {}}
     data = prepare_data(work, backbones["smollm2"], args.pairs, args.steps_pairs)
-    import importlib.util
-
     parts = {
         "lora": lambda: check_lora(work, backbones["smollm2"], data, quantize=False),
         "qlora": lambda: (check_lora(work, backbones["smollm2"], data, quantize=True)
