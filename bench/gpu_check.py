@@ -8,7 +8,8 @@ Each part runs on its own and is recorded as ok, failed (with the error's last l
   and the exported model scores the same in fp32 and bf16 on the GPU (largest difference, preference flips);
 - fsdp: FSDP2 through accelerate's plugin (configs/accelerate/fsdp2.yaml), fp32: a run killed (SIGKILL) after
   its first sharded checkpoint and resumed ends with the weights of an uninterrupted run; the export loads;
-- zero3: DeepSpeed ZeRO-3 through accelerate (configs/accelerate/zero3.yaml): trains and exports a stock directory;
+- zero3: DeepSpeed ZeRO-3 through accelerate (configs/accelerate/zero3.yaml), the same kill and resume, its
+  checkpoint DeepSpeed's own files written as safetensors;
 - throughput: bf16 training against TRL's RewardTrainer on the same pairs (`bench/train_one.py`), pairs/s and
   model FLOP utilization (6 x parameters x tokens of both full sequences / s / measured bf16 matmul peak);
 - scoring: the exported SmolLM2 model in bf16 through `load_scorer`, sequences/s and TFLOP/s, against the
@@ -121,15 +122,18 @@ def max_weight_diff(a: Path, b: Path) -> float:
     return max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa)
 
 
-def check_fsdp(work: Path, smollm2: str, data: dict) -> dict:
-    """Straight, killed after the first checkpoint, resumed: the same weights. fp32, deterministic kernels."""
+def check_resume(work: Path, smollm2: str, data: dict, name: str, launch_config: str) -> dict:
+    """Straight, killed (SIGKILL) after the first checkpoint, resumed: the same weights. fp32, deterministic
+    kernels; the export of the resumed run is loaded as a stock directory."""
+    if name == "zero3" and importlib.util.find_spec("deepspeed") is None:
+        return {"skipped": "deepspeed is not installed"}
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(ROOT / "configs/accelerate/fsdp2.yaml"), "--num_processes", "1", "-m"]
-    config = write_config(work / "fsdp.yaml", smollm2, data["train"], data["eval"], precision="fp32", save_every=8,
-                          keep_checkpoints=3)
+                str(ROOT / "configs/accelerate" / launch_config), "--num_processes", "1", "-m"]
+    config = write_config(work / f"{name}.yaml", smollm2, data["train"], data["eval"], precision="fp32",
+                          save_every=8, keep_checkpoints=3)
     env = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
-    run(train_command(launcher, config, work / "fsdp-straight", []), timeout=200, env=env)
-    killed_dir = work / "fsdp-killed"
+    run(train_command(launcher, config, work / f"{name}-straight", []), timeout=200, env=env)
+    killed_dir = work / f"{name}-killed"
     process = subprocess.Popen(train_command(launcher, config, killed_dir, []), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=os.environ | env | {"TOKENIZERS_PARALLELISM": "false"})
@@ -142,35 +146,16 @@ def check_fsdp(work: Path, smollm2: str, data: dict) -> dict:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     run(train_command(launcher, config, killed_dir, ["train.resume=latest"]), timeout=200, env=env)
-    summary = json.loads((work / "fsdp-straight" / "summary.json").read_text())
+    summary = json.loads((work / f"{name}-straight" / "summary.json").read_text())
     from rewardkit.models.reward_model import RewardModel
 
-    RewardModel.from_pretrained(killed_dir / "model")  # the gathered export is a whole, stock directory
-    shards = sorted(p.name for p in (killed_dir / "checkpoint-000016").glob("*rank*"))
-    return {"sharding": summary["sharding"], "killed_before_the_end": killed_early, "checkpoint_files": shards,
-            "max_weight_diff_resumed_vs_straight": max_weight_diff(work / "fsdp-straight" / "model",
-                                                                   killed_dir / "model")}
-
-
-def check_zero3(work: Path, smollm2: str, data: dict) -> dict:
-    if importlib.util.find_spec("deepspeed") is None:
-        return {"skipped": "deepspeed is not installed"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(ROOT / "configs/accelerate/zero3.yaml"), "--num_processes", "1", "-m"]
-    config = write_config(work / "zero3.yaml", smollm2, data["train"], data["eval"], precision="bf16")
-    run(train_command(launcher, config, work / "zero3", []), timeout=240)
-    summary = json.loads((work / "zero3" / "summary.json").read_text())
-    metrics = json.loads((work / "zero3" / "metrics.json").read_text())
-    from rewardkit.models.reward_model import RewardModel
-
-    RewardModel.from_pretrained(work / "zero3" / "model")
-    refused = ""
-    try:
-        run(train_command(launcher, config, work / "zero3-save", ["train.save_every=4"]), timeout=120)
-    except RuntimeError as err:
-        refused = "resumable checkpoints under DeepSpeed are not supported" in str(err)
-    return loss_fall(work / "zero3") | {"sharding": summary["sharding"], "accuracy": metrics["overall"]["accuracy"],
-                                        "save_every_refused_clearly": refused}
+    RewardModel.from_pretrained(killed_dir / "model")
+    files = sorted(str(p.relative_to(killed_dir / "checkpoint-000016"))
+                   for p in (killed_dir / "checkpoint-000016").rglob("*.safetensors"))
+    return loss_fall(work / f"{name}-straight") | {
+        "sharding": summary["sharding"], "killed_before_the_end": killed_early, "checkpoint_files": files,
+        "max_weight_diff_resumed_vs_straight": max_weight_diff(work / f"{name}-straight" / "model",
+                                                               killed_dir / "model")}
 
 
 def synchronize() -> None:
@@ -292,8 +277,8 @@ def main() -> None:
         "lora": lambda: check_lora(work, backbones["smollm2"], data, quantize=False),
         "qlora": lambda: (check_lora(work, backbones["smollm2"], data, quantize=True)
                           if importlib.util.find_spec("bitsandbytes") else {"skipped": "bitsandbytes not installed"}),
-        "fsdp": lambda: check_fsdp(work, backbones["smollm2"], data),
-        "zero3": lambda: check_zero3(work, backbones["smollm2"], data),
+        "fsdp": lambda: check_resume(work, backbones["smollm2"], data, "fsdp", "fsdp2.yaml"),
+        "zero3": lambda: check_resume(work, backbones["smollm2"], data, "zero3", "zero3.yaml"),
         "scoring": lambda: check_scoring(work / "lora" / "model", data["eval_pairs"] * args.score_repeats, peak),
         "throughput": lambda: check_throughput(work, backbones, data, peak),
         "vllm": lambda: ({"skipped": "vllm is not installed"} if importlib.util.find_spec("vllm") is None

@@ -102,7 +102,7 @@ def test_resuming_with_another_world_size_or_unsharded_is_refused(llama_dir, toy
     refused = run_cli_train(unsharded, tmp_path / "plain")
     output = refused.communicate(timeout=300)[0]
     assert refused.returncode != 0
-    assert "was saved by a sharded (FSDP) run and this run is unsharded" in output
+    assert "was saved by a sharded (FSDP or DeepSpeed) run and this run is unsharded" in output
 
     moved = tmp_path / "moved"
     shutil.copytree(checkpoint, moved)

@@ -1,5 +1,6 @@
-"""What needs a CUDA GPU: QLoRA (bitsandbytes), DeepSpeed ZeRO-3 and accelerate's FSDP plugin, each through the
-real launcher on the tiny backbone. Skipped without a GPU (`bench/gpu_check.py` runs the same on real shapes)."""
+"""What needs a CUDA GPU: QLoRA (bitsandbytes), and accelerate's FSDP and DeepSpeed ZeRO-3 plugins on a GPU, each
+through the real launcher on the tiny backbone. Skipped without a GPU (`bench/gpu_check.py` runs the same on real
+shapes)."""
 
 from __future__ import annotations
 
@@ -39,26 +40,19 @@ def test_qlora_trains_a_4bit_backbone_and_exports_a_merged_model(llama_dir, toy_
     assert all(isinstance(r, float) for r in rm.score(["hi"] * 2, ["the good answer", "the bad answer"]))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs deepspeed")
-def test_deepspeed_zero3_trains_and_gathers_a_stock_export(llama_dir, toy_data, tmp_path):
-    config = tiny_config(llama_dir, toy_data, batch_size=4, epochs=1, precision="fp32")
-    finish(run_cli_train(config, tmp_path / "zero3", launcher=accelerate_launch("zero3.yaml", 29561)))
-    assert json.loads((tmp_path / "zero3" / "summary.json").read_text())["sharding"] == "deepspeed"
-    RewardModel.from_pretrained(tmp_path / "zero3" / "model")
-    refused = run_cli_train(config | {"train": config["train"] | {"save_every": 2}}, tmp_path / "zero3-save",
-                            launcher=accelerate_launch("zero3.yaml", 29562))
-    output = refused.communicate(timeout=600)[0]
-    assert refused.returncode != 0 and "resumable checkpoints under DeepSpeed are not supported" in output
-
-
-def test_accelerate_fsdp_plugin_resumes_a_sharded_checkpoint_exactly(llama_dir, toy_data, tmp_path):
+@pytest.mark.parametrize(("launch_config", "sharding"), [("fsdp2.yaml", "fsdp"), ("zero3.yaml", "deepspeed")])
+def test_accelerate_sharding_plugins_resume_a_sharded_checkpoint_exactly(launch_config, sharding, llama_dir,
+                                                                          toy_data, tmp_path):
+    if sharding == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("needs deepspeed")
     config = tiny_config(llama_dir, toy_data, batch_size=4, epochs=2, precision="fp32", save_every=4)
-    finish(run_cli_train(config, tmp_path / "straight", launcher=accelerate_launch("fsdp2.yaml", 29563)))
-    assert json.loads((tmp_path / "straight" / "summary.json").read_text())["sharding"] == "fsdp"
+    finish(run_cli_train(config, tmp_path / "straight", launcher=accelerate_launch(launch_config, 29563)))
+    assert json.loads((tmp_path / "straight" / "summary.json").read_text())["sharding"] == sharding
+    RewardModel.from_pretrained(tmp_path / "straight" / "model")  # the gathered export is a stock directory
     checkpoint = sorted((tmp_path / "straight").glob("checkpoint-*"))[0]  # the older of the two kept
     assert (checkpoint / "sharding.json").is_file()
     shutil.copytree(checkpoint, tmp_path / "resumed" / checkpoint.name)
     resumed = config | {"train": config["train"] | {"resume": "latest"}}
-    output = finish(run_cli_train(resumed, tmp_path / "resumed", launcher=accelerate_launch("fsdp2.yaml", 29564)))
+    output = finish(run_cli_train(resumed, tmp_path / "resumed", launcher=accelerate_launch(launch_config, 29564)))
     assert f"resumed from {tmp_path / 'resumed' / checkpoint.name}" in output
     assert_same_weights(tmp_path / "straight" / "model", tmp_path / "resumed" / "model", atol=1e-5)

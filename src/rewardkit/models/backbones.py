@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -205,7 +206,18 @@ def head_linear(model: PreTrainedModel) -> nn.Linear:
 def init_score_head(model: PreTrainedModel) -> None:
     """Small-std init (1/sqrt(d+1)) of the final scalar layer, zero bias: rewards start near zero."""
     linear = head_linear(model)
-    with torch.no_grad():
+    with gathered(linear, modifier_rank=0), torch.no_grad():
         linear.weight.normal_(std=1 / math.sqrt(linear.in_features + 1))
         if linear.bias is not None:
             linear.bias.zero_()
+
+
+def gathered(module: nn.Module, modifier_rank: int | None = None) -> AbstractContextManager:
+    """The module's weights whole inside the block where DeepSpeed ZeRO-3 partitioned them at load (what is
+    changed on `modifier_rank` then reaches every process; all must enter); a no-op for ordinary weights."""
+    partitioned = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    if not partitioned:
+        return nullcontext()
+    import deepspeed  # lazy: only a ZeRO-3 launch has partitioned weights
+
+    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=modifier_rank)

@@ -24,7 +24,7 @@ from torch import nn
 from rewardkit.config import DataConfig, LengthHeadConfig
 from rewardkit.data.mixture import mixture_shares, resample_to_shares
 from rewardkit.errors import ConfigError
-from rewardkit.models.backbones import head_linear
+from rewardkit.models.backbones import gathered, head_linear
 from rewardkit.models.reward_model import RewardModel
 from rewardkit.tasks.comparisons import EncodedComparison
 
@@ -160,7 +160,7 @@ def add_length_head(rm: RewardModel) -> None:
     parent, attribute, linear = final_linear_slot(rm.model)
     head = nn.Linear(linear.in_features, 2, bias=linear.bias is not None, device=linear.weight.device,
                      dtype=linear.weight.dtype)
-    with torch.no_grad():
+    with gathered(linear), torch.no_grad():
         head.weight[0] = linear.weight[0]
         head.weight[1].normal_(std=1 / math.sqrt(linear.in_features + 1))
         if head.bias is not None:

@@ -171,12 +171,13 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
     precision = resolve_precision(cfg.precision)
     # autocast is ours, not accelerate's: its precision is fixed once per process, and one process may train
     # several models (tests, notebooks) in different precisions
-    accelerator = Accelerator(mixed_precision="no", log_with=None)
+    accelerator = Accelerator(mixed_precision="no", log_with=None, kwargs_handlers=sharding.process_group_kwargs())
     check_launch(accelerator)
     check_distributed_type(accelerator)
-    sharded = sharding.uses_fsdp(accelerator, cfg.sharding)
-    shards_itself = sharded and accelerator.distributed_type.value != "FSDP"  # accelerate's plugin shards in prepare
-    if (sharded or sharding.uses_deepspeed(accelerator)) and config.model.lora:
+    fsdp, deepspeed = sharding.uses_fsdp(accelerator, cfg.sharding), sharding.uses_deepspeed(accelerator)
+    sharded = fsdp or deepspeed
+    shards_itself = fsdp and accelerator.distributed_type.value != "FSDP"  # accelerate's plugin shards in prepare
+    if sharded and config.model.lora:
         raise TrainingError("LoRA adapters are not sharded: train them with DDP (train.sharding=none); FSDP and "
                             "DeepSpeed are for full fine-tuning of a model too big for one device")
     if not cfg.resume and checkpoint.list_checkpoints(output_dir):
@@ -194,13 +195,14 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
     if shards_itself:
         sharding.shard_model(rm.to(accelerator.device), accelerator)
     optimizer = build_optimizer(rm, config)  # after sharding: the optimizer holds the sharded parameters
-    scheduler = build_scheduler(optimizer, config.optim, total_steps)
     if shards_itself:
         model, optimizer = rm, accelerator.prepare(optimizer)
     else:
-        if sharding.uses_deepspeed(accelerator):
+        if deepspeed:
             sharding.configure_deepspeed(accelerator, micro_batch, config)
         model, optimizer = accelerator.prepare(rm, optimizer)
+    # after prepare: DeepSpeed's ZeRO optimizer brings its own parameter groups
+    scheduler = build_scheduler(optimizer, config.optim, total_steps)
     state = (resume(config, output_dir, accelerator, model, optimizer, scheduler, sharded=sharded) if cfg.resume
              else TrainState())
     if accelerator.is_main_process:
@@ -213,7 +215,7 @@ def setup(config: TrainConfig, output_dir: Path, data: TrainingData | None) -> t
               peft_model=peft_model, model=model, optimizer=optimizer, scheduler=scheduler, share_prefix=share_prefix,
               train_set=train_set, eval_set=eval_set, summary=summary, batches=batches, micro_batch=micro_batch,
               steps_per_epoch=steps_per_epoch, total_steps=total_steps, log=log,
-              sharded=sharded or sharding.uses_deepspeed(accelerator))
+              sharded=sharded)
     return run, state
 
 
@@ -223,7 +225,7 @@ def resume(config: TrainConfig, output_dir: Path, accelerator: Accelerator, mode
     """Load the checkpoint `train.resume` names (latest: the newest under `output_dir`) into the prepared run."""
     found = checkpoint.find_checkpoint(output_dir, config.train.resume)
     if sharding.is_sharded_checkpoint(found) != sharded:
-        saved, now = ("sharded (FSDP)", "unsharded") if not sharded else ("unsharded", "sharded (FSDP)")
+        saved, now = ("sharded (FSDP or DeepSpeed)", "unsharded") if not sharded else ("unsharded", "sharded")
         raise TrainingError(f"{found} was saved by a {saved} run and this run is {now}: resume it the way it "
                             "was trained (train.sharding and the launcher)")
     if sharded:

@@ -129,8 +129,8 @@ def build_optimizer(rm: RewardModel, config: TrainConfig) -> torch.optim.Optimiz
     parameter is a float tensor on CPU or CUDA; biases and norm weights get no weight decay."""
     decay, no_decay = [], []
     for p in rm.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 else decay).append(p)
+        if p.requires_grad:  # a ZeRO-3 partitioned parameter is a flat placeholder; ds_shape is its real shape
+            (no_decay if len(getattr(p, "ds_shape", p.shape)) < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     trainable = decay + no_decay
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in trainable)
